@@ -1,0 +1,1 @@
+"""Live mode: camera frames -> latest-frame queue -> inference worker -> sinks."""

@@ -1,0 +1,245 @@
+"""OME-TIFF reading and writing: tifffile for pixels, ome-types for the OME-XML.
+
+Every image deepscope writes (snaps, acquired fields, enhanced frames) goes through
+:func:`write_ome_tiff`, so that Fiji, napari and Bio-Formats see physical pixel sizes, per-plane
+stage positions, the objective and the exposure. Data are stored as ``(z, y, x)`` pages, with RGB
+as interleaved samples, which is what Bio-Formats writes for bright-field colour images.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from ome_types import from_xml, model
+from pydantic import BaseModel, ConfigDict, Field
+
+from deepscope.atomic import atomic_path
+from deepscope.errors import InputError
+
+MAP_NAMESPACE = "deepscope"
+
+
+class PlaneMeta(BaseModel):
+    """Where and when one z-plane was taken (stage position read back from the stage)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x_um: float
+    y_um: float
+    z_um: float
+    exposure_ms: float | None = None
+    t_s: float | None = Field(default=None, description="seconds since the first plane")
+
+
+class ImageMeta(BaseModel):
+    """Metadata carried by one OME-TIFF file (one field, possibly a z-stack)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pixel_size_um: float = Field(gt=0)
+    z_step_um: float | None = Field(default=None, gt=0)
+    planes: tuple[PlaneMeta, ...] = ()
+    objective: str | None = None
+    magnification: float | None = Field(default=None, gt=0)
+    na: float | None = Field(default=None, gt=0)
+    immersion: str | None = None
+    channel_names: tuple[str, ...] = ()
+    acquired_at: datetime | None = None
+    name: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+def as_zyxc(data: np.ndarray) -> np.ndarray:
+    """Return *data* as a 4-D ``(z, y, x, c)`` view; accepts ``(y,x)``, ``(y,x,3)``, ``(z,y,x)``."""
+    if data.ndim == 2:
+        return data[None, :, :, None]
+    if data.ndim == 3:
+        if data.shape[-1] in (3, 4):
+            return data[None]
+        return data[..., None]
+    if data.ndim == 4:
+        return data
+    raise InputError(f"image of shape {data.shape} is not (y,x), (y,x,c), (z,y,x) or (z,y,x,c)")
+
+
+_PIXEL_TYPES: dict[str, model.PixelType] = {
+    "uint8": model.PixelType.UINT8,
+    "uint16": model.PixelType.UINT16,
+    "float32": model.PixelType.FLOAT,
+    "float64": model.PixelType.DOUBLE,
+}
+
+_IMMERSIONS = {i.value.lower(): i for i in model.Objective_Immersion}
+
+
+def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
+    nz, ny, nx, nc = stack.shape
+    dtype = str(stack.dtype)
+    if dtype not in _PIXEL_TYPES:
+        raise InputError(
+            f"pixel type {dtype} not supported; expected one of {sorted(_PIXEL_TYPES)}"
+        )
+    if meta.planes and len(meta.planes) != nz:
+        raise InputError(f"{len(meta.planes)} plane records for a stack of {nz} planes")
+    names = meta.channel_names or (("R", "G", "B") if nc == 3 else ("gray",))
+    channel = model.Channel(
+        id="Channel:0:0", samples_per_pixel=nc, name="/".join(names) if nc > 1 else names[0]
+    )
+    planes = [
+        model.Plane(
+            the_z=i,
+            the_c=0,
+            the_t=0,
+            position_x=p.x_um,
+            position_x_unit=model.UnitsLength.MICROMETER,
+            position_y=p.y_um,
+            position_y_unit=model.UnitsLength.MICROMETER,
+            position_z=p.z_um,
+            position_z_unit=model.UnitsLength.MICROMETER,
+            exposure_time=p.exposure_ms,
+            exposure_time_unit=model.UnitsTime.MILLISECOND,
+            delta_t=p.t_s,
+            delta_t_unit=model.UnitsTime.SECOND,
+        )
+        for i, p in enumerate(meta.planes)
+    ]
+    pixels = model.Pixels(
+        id="Pixels:0",
+        dimension_order=model.Pixels_DimensionOrder.XYCZT,
+        type=_PIXEL_TYPES[dtype],
+        size_x=nx,
+        size_y=ny,
+        size_z=nz,
+        size_c=nc,
+        size_t=1,
+        interleaved=nc > 1,
+        physical_size_x=meta.pixel_size_um,
+        physical_size_y=meta.pixel_size_um,
+        physical_size_z=meta.z_step_um,
+        channels=[channel],
+        planes=planes,
+        tiff_data_blocks=[model.TiffData(ifd=0, plane_count=nz)],
+    )
+    image = model.Image(
+        id="Image:0", name=meta.name, acquisition_date=meta.acquired_at, pixels=pixels
+    )
+    ome = model.OME(creator="deepscope", images=[image])
+    if meta.objective or meta.magnification or meta.na:
+        immersion = _IMMERSIONS.get((meta.immersion or "").lower())
+        objective = model.Objective(
+            id="Objective:0:0",
+            model=meta.objective,
+            nominal_magnification=meta.magnification,
+            lens_na=meta.na,
+            immersion=immersion,
+        )
+        ome.instruments = [model.Instrument(id="Instrument:0", objectives=[objective])]
+        image.instrument_ref = model.InstrumentRef(id="Instrument:0")
+        image.objective_settings = model.ObjectiveSettings(id="Objective:0:0")
+    if meta.annotations:
+        ann = model.MapAnnotation(
+            id="Annotation:0",
+            namespace=MAP_NAMESPACE,
+            value=model.Map(ms=[model.Map.M(k=k, value=v) for k, v in meta.annotations.items()]),
+        )
+        ome.structured_annotations = model.StructuredAnnotations(map_annotations=[ann])
+        image.annotation_refs = [model.AnnotationRef(id="Annotation:0")]
+    return ome.to_xml()
+
+
+def write_ome_tiff(path: str | os.PathLike[str], data: np.ndarray, meta: ImageMeta) -> Path:
+    """Write *data* with *meta* as an OME-TIFF at *path*, atomically.
+
+    *data* may be ``(y,x)``, ``(y,x,c)``, ``(z,y,x)`` or ``(z,y,x,c)``; uint8, uint16 or float.
+    Returns the final path.
+    """
+    stack = np.ascontiguousarray(as_zyxc(np.asarray(data)))
+    xml = _ome_xml(stack, meta)
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        nc = stack.shape[-1]
+        page_data = stack if nc > 1 else stack[..., 0]
+        tifffile.imwrite(
+            tmp,
+            page_data,
+            photometric="rgb" if nc == 3 else "minisblack",
+            planarconfig="contig" if nc > 1 else None,
+            description=xml.encode("utf-8"),
+            metadata=None,
+            compression="zlib",
+            compressionargs={"level": 1},
+            bigtiff=stack.nbytes > 3_500_000_000,
+        )
+    return final
+
+
+def read_ome_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageMeta]:
+    """Read an OME-TIFF into a ``(z, y, x, c)`` array and its :class:`ImageMeta`.
+
+    Files written elsewhere work too when they hold OME-XML with physical pixel sizes.
+    Raises :class:`~deepscope.errors.InputError` for unreadable, truncated or non-OME files.
+    """
+    p = Path(path)
+    try:
+        with tifffile.TiffFile(p) as tf:
+            xml = tf.ome_metadata
+            if not xml:
+                raise InputError(f"{p}: not an OME-TIFF (no OME-XML metadata)")
+            data = tf.asarray()
+    except InputError:
+        raise
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: file not found") from exc
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise InputError(f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+    try:
+        ome = from_xml(xml)
+    except Exception as exc:
+        raise InputError(f"{p}: OME-XML metadata cannot be parsed ({exc})") from exc
+    image = ome.images[0]
+    px = image.pixels
+    if px.physical_size_x is None:
+        raise InputError(f"{p}: OME metadata has no physical pixel size (PhysicalSizeX)")
+    nc = px.channels[0].samples_per_pixel if px.channels and px.channels[0].samples_per_pixel else 1
+    stack = (
+        data.reshape(px.size_z, px.size_y, px.size_x, nc)
+        if nc > 1
+        else data.reshape(px.size_z, px.size_y, px.size_x, -1)
+    )
+    planes = tuple(
+        PlaneMeta(
+            x_um=pl.position_x if pl.position_x is not None else float("nan"),
+            y_um=pl.position_y if pl.position_y is not None else float("nan"),
+            z_um=pl.position_z if pl.position_z is not None else float("nan"),
+            exposure_ms=pl.exposure_time,
+            t_s=pl.delta_t,
+        )
+        for pl in sorted(px.planes, key=lambda q: q.the_z)
+    )
+    objective: model.Objective | None = None
+    if ome.instruments and ome.instruments[0].objectives:
+        objective = ome.instruments[0].objectives[0]
+    annotations: dict[str, str] = {}
+    if ome.structured_annotations is not None:
+        for ann in ome.structured_annotations.map_annotations:
+            if ann.namespace == MAP_NAMESPACE:
+                annotations.update({m.k or "": m.value for m in ann.value.ms})
+    names = tuple(px.channels[0].name.split("/")) if px.channels and px.channels[0].name else ()
+    meta = ImageMeta(
+        pixel_size_um=float(px.physical_size_x),
+        z_step_um=px.physical_size_z,
+        planes=planes,
+        objective=objective.model if objective else None,
+        magnification=objective.nominal_magnification if objective else None,
+        na=objective.lens_na if objective else None,
+        immersion=objective.immersion.value if objective and objective.immersion else None,
+        channel_names=names,
+        acquired_at=image.acquisition_date,
+        name=image.name,
+        annotations=annotations,
+    )
+    return stack, meta

@@ -1,0 +1,1 @@
+"""pyqtgraph GUI: live enhanced preview, acquisition and training panels."""

@@ -1,0 +1,1 @@
+"""Registration, the Deep Learning Microscopy network, its training, evaluation and inference."""

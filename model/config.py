@@ -1,0 +1,92 @@
+"""Versioned, validated configuration of a trained model (saved as ``config.json``)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CONFIG_VERSION: Literal[1] = 1
+
+
+class NetworkConfig(BaseModel):
+    """Architecture of the Rivenson et al. (Optica 2017) residual network.
+
+    Defaults reproduce the paper: 3x3 convolutions, 3 -> 32 input convolution, K = 5 residual
+    blocks whose widths grow as ``A_k = A_(k-1) + floor(alpha * k / K)`` (34, 38, 44, 52, 62),
+    then pixel shuffle and a stride-2 convolution for the scale of 2.5.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    architecture: Literal["dlm-resnet"] = "dlm-resnet"
+    scale: float = Field(default=2.5, gt=1.0, description="output/input pixel density, e.g. 2.5")
+    channels: int = Field(default=3, description="3 for RGB, 1 for mono")
+    base_channels: int = Field(default=32, ge=1)
+    num_blocks: int = Field(default=5, ge=1)
+    alpha: int = Field(default=10, ge=0)
+    global_skip: bool = Field(
+        default=False, description="learn the residual over a bicubic upsample (not in the paper)"
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: int) -> int:
+        if v not in (1, 3):
+            raise ValueError(f"channels={v} is not supported; use 3 (RGB) or 1 (mono)")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: float) -> float:
+        frac = Fraction(v).limit_denominator(4)
+        if abs(float(frac) - v) > 1e-9 or frac.numerator > 8:
+            raise ValueError(
+                f"scale={v} must be a ratio p/q with q <= 4 and p <= 8 (e.g. 2, 2.5, 4)"
+            )
+        return v
+
+    @property
+    def scale_fraction(self) -> Fraction:
+        """The scale as ``p/q``: pixel shuffle by ``p``, then a stride-``q`` convolution."""
+        return Fraction(self.scale).limit_denominator(4)
+
+    def channel_pyramid(self) -> list[int]:
+        """Channel counts ``[A_0, ..., A_K]`` of the input conv and each residual block."""
+        widths = [self.base_channels]
+        for k in range(1, self.num_blocks + 1):
+            widths.append(widths[-1] + (self.alpha * k) // self.num_blocks)
+        return widths
+
+
+class Normalisation(BaseModel):
+    """Intensity normalisation, ``x_norm = (x - offset) / scale``, per channel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_offset: tuple[float, ...]
+    input_scale: tuple[float, ...]
+    target_offset: tuple[float, ...]
+    target_scale: tuple[float, ...]
+
+    @classmethod
+    def identity(cls, channels: int, max_value: float = 1.0) -> Normalisation:
+        """Map ``[0, max_value]`` to ``[0, 1]`` for input and target alike."""
+        zeros = (0.0,) * channels
+        ones = (float(max_value),) * channels
+        return cls(input_offset=zeros, input_scale=ones, target_offset=zeros, target_scale=ones)
+
+
+class ModelConfig(BaseModel):
+    """Everything needed to rebuild, feed and judge a trained model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: Literal[1] = CONFIG_VERSION
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    normalisation: Normalisation = Field(default_factory=lambda: Normalisation.identity(3))
+    input_pixel_size_um: float | None = Field(default=None, gt=0)
+    output_pixel_size_um: float | None = Field(default=None, gt=0)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Tiled, optimized inference of a trained model on CPU and GPU."""

@@ -1,0 +1,84 @@
+"""The residual super-resolution network of Rivenson et al., *Deep Learning Microscopy* (2017)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import NetworkConfig
+
+INIT_STD = 0.05
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with ReLUs; the input is zero-padded in channels for the sum."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.pad = out_ch - in_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``pad_channels(x) + relu(conv2(relu(conv1(x))))``."""
+        y = F.relu(self.conv2(F.relu(self.conv1(x))))
+        skip = F.pad(x, (0, 0, 0, 0, 0, self.pad)) if self.pad else x
+        return skip + y
+
+
+class DeepMicroscopyNet(nn.Module):
+    """Input conv, K residual blocks, output conv + pixel shuffle, stride-q conv for scale p/q.
+
+    For the default scale 2.5 (= 5/2), a ``P x Q`` input gives a ``ceil(2.5P) x ceil(2.5Q)``
+    output. Inputs and outputs are ``(n, c, y, x)`` normalised intensities.
+    """
+
+    def __init__(self, config: NetworkConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or NetworkConfig()
+        c = self.config.channels
+        widths = self.config.channel_pyramid()
+        frac = self.config.scale_fraction
+        self.shuffle_factor = frac.numerator
+        self.stride = frac.denominator
+        self.input_conv = nn.Conv2d(c, widths[0], 3, padding=1)
+        self.blocks = nn.Sequential(*(ResidualBlock(a, b) for a, b in itertools.pairwise(widths)))
+        self.output_conv = nn.Conv2d(widths[-1], c * self.shuffle_factor**2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(self.shuffle_factor)
+        self.down = (
+            nn.Conv2d(c, c, 3, stride=self.stride, padding=1) if self.stride > 1 else nn.Identity()
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Init as in the paper: truncated-normal kernels (std 0.05), zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.trunc_normal_(m.weight, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output ``(y, x)`` size for an input of ``height x width``."""
+
+        def one(n: int) -> int:
+            up = n * self.shuffle_factor
+            return (up - 1) // self.stride + 1 if self.stride > 1 else up
+
+        return one(height), one(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Enhance a batch ``(n, c, y, x)`` -> ``(n, c, Y, X)``."""
+        if x.ndim != 4 or x.shape[1] != self.config.channels:
+            raise ValueError(
+                f"input of shape {tuple(x.shape)} is not (n, {self.config.channels}, y, x)"
+            )
+        h = self.input_conv(x)
+        h = self.blocks(h)
+        y = self.down(self.shuffle(self.output_conv(h)))
+        if self.config.global_skip:
+            y = y + F.interpolate(x, size=y.shape[-2:], mode="bicubic", align_corners=False)
+        return y

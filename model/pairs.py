@@ -1,0 +1,103 @@
+"""The registered-pairs format written by ``deepscope register`` and read by training.
+
+A pairs directory holds ``pairs.json`` (:class:`PairSet`) and, per accepted pair, two OME-TIFFs
+``pairs/<pair_id>_lr.ome.tif`` (40x crop, ``(h, w, c)``) and ``pairs/<pair_id>_hr.ome.tif``
+(registered 100x target, ``(h * scale, w * scale, c)``), covering exactly the same area.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deepscope.atomic import atomic_write_text
+from deepscope.errors import InputError
+from deepscope.ometiff import read_ome_tiff
+from deepscope.paths import safe_join
+
+PAIRS_VERSION: Literal[1] = 1
+PAIRS_NAME = "pairs.json"
+
+Split = Literal["train", "val", "test"]
+
+
+class Transform(BaseModel):
+    """Similarity transform mapping 100x pixel coordinates into 40x mosaic coordinates."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tx_px: float
+    ty_px: float
+    rotation_deg: float = 0.0
+    scale: float = 1.0
+    matrix: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+
+
+class Pair(BaseModel):
+    """One registered 40x/100x pair, accepted or rejected with a reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pair_id: str
+    field_id: str
+    split: Split
+    accepted: bool
+    reason: str | None = None
+    lr: str | None = None
+    hr: str | None = None
+    ncc: float | None = None
+    residual: float | None = None
+    transform: Transform | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class PairSet(BaseModel):
+    """Contents of ``pairs.json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format_version: Literal[1] = PAIRS_VERSION
+    scale: float = Field(gt=1.0)
+    channels: int
+    max_value: float = Field(gt=0, description="white level of the stored intensities")
+    lr_pixel_size_um: float = Field(gt=0)
+    hr_pixel_size_um: float = Field(gt=0)
+    source: str = ""
+    edof: bool = False
+    seed: int = 0
+    pairs: list[Pair]
+
+    def accepted(self, split: Split | None = None) -> list[Pair]:
+        """Accepted pairs, optionally of one split."""
+        return [p for p in self.pairs if p.accepted and (split is None or p.split == split)]
+
+
+def save_pairset(directory: str | Path, pairset: PairSet) -> Path:
+    """Write ``pairs.json`` atomically into *directory*."""
+    path = Path(directory) / PAIRS_NAME
+    atomic_write_text(path, pairset.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def load_pairset(directory: str | Path) -> PairSet:
+    """Read and validate ``pairs.json`` of a pairs directory."""
+    path = Path(directory) / PAIRS_NAME
+    if not path.is_file():
+        raise InputError(f"{directory} is not a pairs directory: {PAIRS_NAME} is missing")
+    try:
+        return PairSet.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise InputError(f"{path}: not a valid pairs file ({str(exc).splitlines()[0]})") from exc
+
+
+def load_pair(directory: str | Path, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(lr, hr)`` images of an accepted pair as ``(y, x, c)`` arrays."""
+    if pair.lr is None or pair.hr is None:
+        raise InputError(f"pair {pair.pair_id} was rejected ({pair.reason}); it has no images")
+    lr, _ = read_ome_tiff(safe_join(directory, pair.lr))
+    hr, _ = read_ome_tiff(safe_join(directory, pair.hr))
+    return lr[0], hr[0]

@@ -1,0 +1,1 @@
+"""Simulated bright-field microscope as pymmcore-plus UniMMCore devices."""
