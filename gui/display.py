@@ -1,0 +1,54 @@
+"""Pure-numpy helpers that prepare camera and model images for the screen."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+#: Rec. 601 luma weights, used for the grayscale display of RGB frames.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def display_factor(shape: tuple[int, ...], max_px: int) -> int:
+    """Integer downsampling factor that brings the longer image side to at most *max_px*."""
+    if max_px < 1:
+        raise ValueError(f"max_px={max_px} must be >= 1")
+    return max(1, math.ceil(max(shape[0], shape[1]) / max_px))
+
+
+def downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average *image* ``(y, x)`` or ``(y, x, c)`` by an integer *factor* (1: unchanged)."""
+    if factor <= 1:
+        return image
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    src = image[: h * factor, : w * factor]
+    if src.dtype not in (np.uint8, np.uint16, np.float32):
+        src = src.astype(np.float32)
+    out = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
+    if image.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
+        out = out[..., None]
+    return out
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Luminance of an RGB image as float32 ``(y, x)``; one-channel images pass through."""
+    if image.ndim == 2:
+        return image
+    if image.shape[-1] == 1:
+        return image[..., 0]
+    return image[..., :3].astype(np.float32) @ _LUMA
+
+
+def auto_levels(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Display levels from the *low*/*high* percentiles of a subsample of *image*.
+
+    Returns a non-empty range even for a constant image.
+    """
+    step = max(1, max(image.shape[0], image.shape[1]) // 256)
+    sample = np.asarray(image[::step, ::step], dtype=np.float32)
+    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
+    if not hi > lo:
+        hi = lo + 1.0
+    return lo, hi
