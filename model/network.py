@@ -54,12 +54,18 @@ class DeepMicroscopyNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Init as in the paper: truncated-normal kernels (std 0.05), zero biases."""
+        """Init as in the paper: truncated-normal kernels (std 0.05), zero biases.
+
+        With ``global_skip`` the output convolution starts at zero, so the untrained network is
+        exactly the bicubic upsample and training learns only the correction.
+        """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.trunc_normal_(m.weight, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if self.config.global_skip:
+            nn.init.zeros_(self.output_conv.weight)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Output ``(y, x)`` size for an input of ``height x width``."""
