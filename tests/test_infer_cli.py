@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepscope.cli import main
+from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
+from model.config import ModelConfig, NetworkConfig, Normalisation
+from model.inference.cost import frame_cost
+from model.network import DeepMicroscopyNet
+from model.store import save_model
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(1)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    config = ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 255.0))
+    return save_model(tmp_path / "model", net, config)
+
+
+def test_enhance_cli_writes_ome_tiff_with_scaled_pixels(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (2, 30, 44, 3), dtype=np.uint8)
+    planes = (PlaneMeta(x_um=10.0, y_um=20.0, z_um=1.0), PlaneMeta(x_um=10.0, y_um=20.0, z_um=1.4))
+    src = write_ome_tiff(
+        tmp_path / "field.ome.tif",
+        stack,
+        ImageMeta(pixel_size_um=0.185, planes=planes, objective="40x", z_step_um=0.4),
+    )
+    code = main(
+        [
+            "enhance",
+            str(model_dir),
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+            "--tile",
+            "32",
+            "--overlap",
+            "14",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    out_path = Path(summary["files"][0]["output"])
+    data, meta = read_ome_tiff(out_path)
+    assert data.shape == (2, 75, 110, 3)
+    assert data.dtype == np.uint8
+    assert meta.pixel_size_um == pytest.approx(0.185 / 2.5)
+    assert meta.planes[1].z_um == pytest.approx(1.4)
+    assert meta.objective == "40x"
+    assert meta.annotations["enhance_scale"] == "2.5"
+
+
+def test_enhance_cli_reports_bad_input(tmp_path: Path, model_dir: Path) -> None:
+    assert main(["enhance", str(model_dir), str(tmp_path / "nope.tif"), "-o", str(tmp_path)]) == 2
+    src = write_ome_tiff(
+        tmp_path / "mono.ome.tif", np.zeros((20, 20), np.uint16), ImageMeta(pixel_size_um=0.2)
+    )
+    assert main(["enhance", str(model_dir), str(src), "-o", str(tmp_path / "o.ome.tif")]) == 2
+
+
+def test_frame_cost_counts_conv_flops() -> None:
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    h, w = 16, 20
+    expect = 0
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            oh, ow = (h, w) if m is not net.down else net.output_size(h, w)
+            inh = m.in_channels
+            expect += 2 * inh * m.out_channels * 9 * oh * ow
+    cost = frame_cost(net, h, w)
+    assert cost.flops == expect
+    assert frame_cost(net, 2 * h, 2 * w).flops == pytest.approx(4 * expect, rel=0.01)
+    assert cost.layer_bytes > cost.min_bytes > 0
+    assert cost.as_dict()["h100_floor_ms_layerwise"] > 0
+    assert next(net.parameters()).device.type == "cpu"  # the net itself is untouched
