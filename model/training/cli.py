@@ -1,9 +1,118 @@
-"""Subcommands of this area (being built; see the open issue)."""
+"""``deepscope train`` and ``deepscope evaluate``."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from deepscope.cli import common_options, emit_json
+
+#: command-line flag -> TrainConfig field (flags left unset keep the config file's value)
+_TRAIN_FLAGS = {
+    "epochs": int,
+    "batch_size": int,
+    "lr": float,
+    "grad_lambda": float,
+    "patch_size": int,
+    "lr_schedule": str,
+    "early_stop_patience": int,
+    "checkpoint_every": int,
+    "seed": int,
+    "device": str,
+    "normalisation": str,
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this area's subcommands to the ``deepscope`` parser."""
+    p = sub.add_parser(
+        "train",
+        parents=[common_options()],
+        help="train the network on a pairs directory",
+        description=(
+            "Train the Deep Learning Microscopy network (Rivenson et al. 2017) on registered "
+            "40x/100x pairs. Resumes from OUT/checkpoint.safetensors unless --no-resume. "
+            "Launch with 'torchrun --nproc-per-node N' for DistributedDataParallel."
+        ),
+    )
+    p.add_argument("pairs", type=Path, help="pairs directory from 'deepscope register'")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--config", type=Path, help="TrainConfig JSON; flags below override it")
+    for name, kind in _TRAIN_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=kind, default=None, help=f"TrainConfig.{name}")
+    p.add_argument(
+        "--paper-network",
+        action="store_true",
+        help="no global bicubic skip (the paper's exact network; slower to converge)",
+    )
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        parents=[common_options()],
+        help="SSIM/PSNR table on test fields, MTF on the USAF target",
+        description=(
+            "Compare bicubic, the network and the network applied twice against the 100x "
+            "targets of the test fields; optionally measure the MTF on the simulated USAF target."
+        ),
+    )
+    e.add_argument("model", type=Path, help="model directory from 'deepscope train'")
+    e.add_argument("pairs", type=Path, help="pairs directory with test fields")
+    e.add_argument("--out", type=Path, help="output directory (default MODEL/evaluation)")
+    e.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]'")
+    e.add_argument("--no-mtf", action="store_true", help="skip the USAF-1951 MTF measurement")
+    e.set_defaults(func=run_evaluate)
+
+
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`TrainConfig` from ``--config`` and the flags given."""
+    from model.training.config import TrainConfig
+
+    base = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    updates = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.paper_network:
+        updates["global_skip"] = False
+    return TrainConfig.model_validate({**base.model_dump(), **updates})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of ``deepscope train``."""
+    from model.training.train import train_model
+
+    result = train_model(
+        args.pairs, args.out, train_config_from_args(args), resume=not args.no_resume
+    )
+    if args.json:
+        summary = asdict(result)
+        summary["history"] = [asdict(h) for h in result.history]
+        emit_json(summary)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Handler of ``deepscope evaluate``."""
+    from model.training.evaluate import evaluate_model
+
+    out = args.out or args.model / "evaluation"
+    report = evaluate_model(args.model, args.pairs, out, device=args.device)
+    summary: dict[str, Any] = {
+        "mean": report.mean,
+        "fields": [asdict(f) for f in report.fields],
+        "json": report.json_path,
+        "markdown": report.markdown_path,
+        "figure": report.figure_path,
+    }
+    if not args.no_mtf:
+        from model.training.mtf import measure_mtf
+
+        mtf = measure_mtf(args.model, out, device=args.device)
+        summary["mtf"] = {"json": mtf.json_path, "figure": mtf.figure_path}
+    if args.json:
+        emit_json(summary)
+    else:
+        print(report.markdown_path.read_text(encoding="utf-8"))
+    return 0
