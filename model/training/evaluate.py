@@ -88,17 +88,16 @@ def evaluate_model(
     if not tests:
         raise InputError(f"{pairs_dir} has no accepted test pairs to evaluate on")
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores, panels = [], []
+    scores: list[FieldScores] = []
+    panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for f in tqdm(tests, desc="evaluate", unit="field", leave=False):
         lr, hr = np.moveaxis(f.lr, 0, -1), np.moveaxis(f.hr, 0, -1)
         bicubic = bicubic_upsample(lr, pairset.scale)
         once = enhance_image(net, cfg, lr, device=device)
         twice = enhance_image(net, cfg, once, device=device)
         twice = area_resize(twice, *once.shape[:2])
-        row = {"pair_id": f.pair_id}
-        for name, img in zip(METHODS, (bicubic, once, twice), strict=True):
-            row[f"{name}_ssim"], row[f"{name}_psnr"] = ssim_psnr(img, hr, pairset.max_value)
-        scores.append(FieldScores(**row))  # type: ignore[arg-type]
+        metrics = [ssim_psnr(img, hr, pairset.max_value) for img in (bicubic, once, twice)]
+        scores.append(FieldScores(f.pair_id, *(v for pair in metrics for v in pair)))
         if len(panels) < regions:
             panels.append((f.pair_id, lr, bicubic, once, hr))
     mean = {
