@@ -1,9 +1,139 @@
-"""Subcommands of this area (being built; see the open issue)."""
+"""``deepscope live``: enhance every new camera frame; headless statistics or a console view."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deepscope.cli import common_options, emit_json
+from deepscope.errors import HardwareError, InputError
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
+log = logging.getLogger("deepscope.live")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this area's subcommands to the ``deepscope`` parser."""
+    """Add ``live`` to the ``deepscope`` parser."""
+    p = sub.add_parser(
+        "live",
+        parents=[common_options()],
+        help="enhance every new 40x camera frame as it arrives",
+        description=(
+            "Run the camera's continuous sequence acquisition (Micro-Manager live mode) and "
+            "enhance the newest frame with MODEL_DIR; frames the network cannot keep up with "
+            "are skipped for display (and counted), recorded frames are all saved. Uses the "
+            "simulated microscope unless --mm-config is given."
+        ),
+    )
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="trained model directory")
+    p.add_argument(
+        "--simulate", action="store_true", help="use the simulated microscope (the default)"
+    )
+    p.add_argument("--mm-config", type=Path, default=None, help="Micro-Manager hardware .cfg")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    p.add_argument(
+        "--roi",
+        type=int,
+        nargs=4,
+        metavar=("X", "Y", "W", "H"),
+        default=None,
+        help="camera region of interest in pixels",
+    )
+    p.add_argument("--headless", action="store_true", help="no display; print statistics")
+    p.add_argument(
+        "--frames", type=int, default=None, help="stop after N camera frames (headless default 50)"
+    )
+    p.add_argument("--record", type=Path, default=None, metavar="DIR", help="save raw frames")
+    p.add_argument(
+        "--save-enhanced", action="store_true", help="also save enhanced frames (with --record)"
+    )
+    p.add_argument("--self-feed", action="store_true", help="self-feeding enhancement")
+    p.add_argument("--exposure-ms", type=float, default=None, help="camera exposure (ms)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="precision"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs per frame")
+    p.set_defaults(func=run_live)
+
+
+def open_core(args: argparse.Namespace) -> CMMCorePlus:
+    """The simulated core, or a hardware core loaded from ``--mm-config``."""
+    if args.mm_config is not None and args.simulate:
+        raise InputError("--simulate and --mm-config exclude each other; give one")
+    if args.mm_config is not None:
+        from pymmcore_plus import CMMCorePlus
+
+        if not args.mm_config.is_file():
+            raise InputError(f"Micro-Manager config {args.mm_config} does not exist")
+        core = CMMCorePlus()
+        core.loadSystemConfiguration(str(args.mm_config))
+        return core
+    from simulators.core import make_core
+
+    return make_core(seed=args.seed)
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """Handle ``deepscope live``."""
+    from acquire.live.pipeline import LivePipeline
+    from model.inference.engine import Enhancer
+
+    frames = args.frames if args.frames is not None else (50 if args.headless else None)
+    if frames is not None and frames < 1:
+        raise InputError(f"--frames {frames} must be at least 1")
+    if args.exposure_ms is not None and not 0 < args.exposure_ms <= 10_000:
+        raise InputError(f"--exposure-ms {args.exposure_ms} must be in (0, 10000]")
+    enhancer = Enhancer.from_dir(
+        args.model_dir,
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
+    )
+    core = open_core(args)
+    if args.roi is not None:
+        try:
+            core.setROI(*args.roi)
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(f"--roi {' '.join(map(str, args.roi))} is not valid: {exc}") from exc
+    if args.exposure_ms is not None:
+        core.setExposure(args.exposure_ms)
+    pipeline = LivePipeline(
+        core,
+        enhancer,
+        record_dir=args.record,
+        save_enhanced=args.save_enhanced,
+        self_feed=args.self_feed,
+    )
+    pipeline.start()
+    last_report = time.perf_counter()
+    try:
+        while pipeline.running and (frames is None or pipeline.stats().frames_in < frames):
+            time.sleep(0.01)
+            if not args.headless and time.perf_counter() - last_report >= 1.0:
+                last_report = time.perf_counter()
+                s = pipeline.stats()
+                print(
+                    f"frames {s.frames_in}  enhanced {s.frames_enhanced}  dropped {s.dropped}  "
+                    f"camera {s.camera_fps or 0:.1f} fps  model {s.inference_fps or 0:.1f} fps  "
+                    f"p50 {s.latency_p50_ms or 0:.0f} ms",
+                    file=sys.stderr,
+                )
+    finally:
+        stats = pipeline.stop()
+    if stats.frames_in == 0:
+        raise HardwareError("the camera delivered no frames")
+    summary = {**stats.as_dict(), **enhancer.describe()}
+    if args.json:
+        emit_json(summary)
+    else:
+        log.info("live: %s", summary)
+    return 0

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -345,27 +345,26 @@ class Enhancer:
         src = self._upload(frame)
         out = np.zeros((oh, ow, c), dtype=np.float32)
         single = len(tiles) == 1
-        bar = tqdm(
-            total=len(tiles),
-            desc="tiles",
-            unit="tile",
-            leave=False,
-            disable=single or not self.progress,
+        bar: tqdm[Any] | None = (
+            tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
+            if self.progress and not single
+            else None
         )
         pending: tuple[list[Tile], torch.Tensor, torch.cuda.Event | None] | None = None
-        with bar:
-            for batch in self._batches(tiles):
-                x = torch.stack([src[:, t.y.start : t.y.stop, t.x.start : t.x.stop] for t in batch])
-                y = self._forward(x)
-                if not single:
-                    wts = np.stack([t.weight() for t in batch])[:, None]
-                    y = y * torch.from_numpy(wts).to(self.device, non_blocking=True)
-                download = self._download(y)
-                if pending is not None:  # blend the previous batch while this one computes
-                    bar.update(self._blend(out, *pending, single))
-                pending = (batch, *download)
-            if pending is not None:
-                bar.update(self._blend(out, *pending, single))
+        for batch in self._batches(tiles):
+            x = torch.stack([src[:, t.y.start : t.y.stop, t.x.start : t.x.stop] for t in batch])
+            y = self._forward(x)
+            if not single:
+                wts = np.stack([t.weight() for t in batch])[:, None]
+                y = y * torch.from_numpy(wts).to(self.device, non_blocking=True)
+            download = self._download(y)
+            if pending is not None:  # blend the previous batch while this one computes
+                self._blend(out, *pending, single, bar)
+            pending = (batch, *download)
+        if pending is not None:
+            self._blend(out, *pending, single, bar)
+        if bar is not None:
+            bar.close()
         return out
 
     @staticmethod
@@ -375,7 +374,8 @@ class Enhancer:
         host: torch.Tensor,
         done: torch.cuda.Event | None,
         single: bool,
-    ) -> int:
+        bar: tqdm[Any] | None,
+    ) -> None:
         if done is not None:
             done.synchronize()
         arr = host.permute(0, 2, 3, 1).numpy()
@@ -385,4 +385,5 @@ class Enhancer:
                 region[...] = tile_out
             else:
                 region += tile_out
-        return len(batch)
+        if bar is not None:
+            bar.update(len(batch))

@@ -1,0 +1,63 @@
+"""Values that live mode hands out: one processed frame and a snapshot of the statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """A camera frame and, when a model is set, its enhancement.
+
+    ``arrival_s`` and ``ready_s`` are ``time.perf_counter()`` seconds; ``meta`` holds
+    ``x_um, y_um, z_um, objective, pixel_size_um, exposure_ms`` read from the core.
+    """
+
+    index: int
+    raw: np.ndarray
+    enhanced: np.ndarray | None
+    arrival_s: float
+    ready_s: float | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Arrival -> enhanced-ready time in milliseconds (None without enhancement)."""
+        return None if self.ready_s is None else 1e3 * (self.ready_s - self.arrival_s)
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    """Counts, rates and arrival -> enhanced-ready latency percentiles of a live run."""
+
+    frames_in: int
+    frames_enhanced: int
+    dropped: int
+    recorded: int
+    camera_fps: float | None
+    inference_fps: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def rate(times: list[float]) -> float | None:
+    """Events per second over the span of *times* (None for fewer than two events)."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def percentiles(values_ms: list[float]) -> tuple[float | None, float | None, float | None]:
+    """p50, p95 and p99 of *values_ms* (Nones when empty)."""
+    if not values_ms:
+        return None, None, None
+    p = np.percentile(np.asarray(values_ms), [50, 95, 99])
+    return float(p[0]), float(p[1]), float(p[2])

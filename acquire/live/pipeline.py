@@ -1,0 +1,292 @@
+"""Live mode: camera frames -> latest-frame slot -> inference worker -> display/recording.
+
+Threads: the source's reader (pops camera frames; never blocks), the inference worker (enhances
+the newest frame; older unprocessed frames are dropped and counted) and, when recording, the
+writer (saves every raw frame; a full queue stops the run with an error, never a silent drop).
+The GUI polls :meth:`LivePipeline.latest`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pymmcore_plus import CMMCorePlus
+
+from acquire.live.frames import LiveFrame, LiveStats, percentiles, rate
+from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem, as_storable
+from acquire.live.sources import CoreSequenceSource, FrameMetaReader, acquisition_hook
+from deepscope.errors import DeepscopeError, HardwareError, InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from model.inference.engine import Enhancer
+
+log = logging.getLogger("deepscope.live")
+
+#: Frames kept for the rate and latency statistics (a sliding window).
+STATS_WINDOW = 10_000
+
+
+class LivePipeline:
+    """Enhance every new camera frame without ever holding up the camera.
+
+    Parameters
+    ----------
+    core
+        The Micro-Manager core whose camera runs a continuous sequence acquisition.
+    enhancer
+        The model to apply, or None to pass raw frames through.
+    record_dir
+        Save every raw frame there (``raw/*.ome.tif`` + ``frames.jsonl``).
+    save_enhanced
+        Also save the enhanced frames (``enhanced/*.ome.tif``); needs *record_dir*.
+    self_feed
+        Enhance in self-feeding mode (see :meth:`Enhancer.enhance`).
+    camera
+        Start the core's continuous sequence acquisition; False when frames come from
+        :meth:`acquisition_hook` of a pycromanager ``Acquisition`` (or :meth:`submit`).
+    record_budget_mb
+        Memory the recording queue may hold before the run fails with
+        :class:`~acquire.live.recorder.RecordingOverflowError`.
+    """
+
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        enhancer: Enhancer | None,
+        *,
+        record_dir: Path | None = None,
+        save_enhanced: bool = False,
+        self_feed: bool = False,
+        camera: bool = True,
+        record_budget_mb: float = 1024.0,
+    ) -> None:
+        if save_enhanced and record_dir is None:
+            raise InputError("saving enhanced frames needs a recording directory (--record DIR)")
+        if record_budget_mb <= 0:
+            raise InputError(f"record_budget_mb={record_budget_mb} must be positive")
+        self.core = core
+        self.record_dir = Path(record_dir) if record_dir is not None else None
+        self.save_enhanced = save_enhanced
+        self.record_budget_mb = record_budget_mb
+        self._enhancer = enhancer
+        self._self_feed = self_feed
+        self._use_camera = camera
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._pending: tuple[int, np.ndarray, float, dict[str, Any]] | None = None
+        self._latest: LiveFrame | None = None
+        self._frames_in = 0
+        self._frames_enhanced = 0
+        self._dropped = 0
+        self._arrivals: deque[float] = deque(maxlen=STATS_WINDOW)
+        self._readies: deque[float] = deque(maxlen=STATS_WINDOW)
+        self._latencies_ms: deque[float] = deque(maxlen=STATS_WINDOW)
+        self._error: BaseException | None = None
+        self._t0 = 0.0
+        self._started = False
+        self._source: CoreSequenceSource | None = None
+        self._recorder: Recorder | None = None
+        self._worker = threading.Thread(
+            target=self._work, name="deepscope-live-inference", daemon=True
+        )
+        self.read_meta = FrameMetaReader(core)
+
+    # ----------------------------------------------------------------- control
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop` while no error stopped the run."""
+        return self._started and not self._stop.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the run early (recording overflow, camera or inference failure)."""
+        source_error = self._source.error if self._source is not None else None
+        return self._error or source_error
+
+    def start(self) -> None:
+        """Start recording (if asked), the inference worker and the camera."""
+        if self._started:
+            raise InputError("this live pipeline was already started; create a new one")
+        self._started = True
+        self._t0 = time.perf_counter()
+        if self.record_dir is not None:
+            self._recorder = self._make_recorder(self.record_dir)
+            self._recorder.start()
+        self._worker.start()
+        if self._use_camera:
+            self._source = CoreSequenceSource(self.core, self.submit)
+            self._source.start()
+        log.info("live mode started (model: %s)", self._enhancer is not None)
+
+    def stop(self, timeout: float = 5.0) -> LiveStats:
+        """Stop the camera and every thread, save what is queued, and return the statistics.
+
+        Raises the error that stopped the run early, if any, after all threads are joined.
+        """
+        if not self._started:
+            return self.stats()
+        hung = []
+        if self._source is not None and not self._source.stop(timeout):
+            hung.append("reader")
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+            if self._worker.is_alive():
+                hung.append("inference")
+        if self._recorder is not None and not self._recorder.close(timeout):
+            hung.append("writer")
+        stats = self.stats()
+        log.info("live mode stopped: %s", stats.as_dict())
+        if hung:
+            raise HardwareError(f"live thread(s) {', '.join(hung)} did not stop within {timeout} s")
+        error = self.error or (self._recorder.error if self._recorder is not None else None)
+        if error is not None:
+            if isinstance(error, DeepscopeError):
+                raise error
+            raise HardwareError(f"live mode failed: {type(error).__name__}: {error}") from error
+        return stats
+
+    def set_enhancer(self, enhancer: Enhancer | None) -> None:
+        """Use another model (or none) from the next frame on."""
+        with self._cond:
+            self._enhancer = enhancer
+
+    def set_self_feed(self, self_feed: bool) -> None:
+        """Switch self-feeding on or off from the next frame on."""
+        with self._cond:
+            self._self_feed = self_feed
+
+    def acquisition_hook(
+        self,
+    ) -> Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
+        """An ``image_process_fn`` that feeds a pycromanager ``Acquisition`` into this pipeline.
+
+        Use with ``camera=False``; start the pipeline before the acquisition.
+        """
+        return acquisition_hook(self.submit, self.read_meta)
+
+    # ------------------------------------------------------------------- data
+
+    def latest(self) -> LiveFrame | None:
+        """The most recently processed frame (raw + enhanced), for display."""
+        with self._cond:
+            return self._latest
+
+    def stats(self) -> LiveStats:
+        """A snapshot of counts, rates and latency percentiles."""
+        with self._cond:
+            p50, p95, p99 = percentiles(list(self._latencies_ms))
+            return LiveStats(
+                frames_in=self._frames_in,
+                frames_enhanced=self._frames_enhanced,
+                dropped=self._dropped,
+                recorded=self._recorder.count("raw") if self._recorder is not None else 0,
+                camera_fps=rate(list(self._arrivals)),
+                inference_fps=rate(list(self._readies)),
+                latency_p50_ms=p50,
+                latency_p95_ms=p95,
+                latency_p99_ms=p99,
+            )
+
+    def submit(self, raw: np.ndarray, meta: dict[str, Any]) -> None:
+        """Hand one camera frame to the pipeline; returns at once (called by the sources).
+
+        Raises :class:`~acquire.live.recorder.RecordingOverflowError` (and stops the run) when the
+        recording queue is full.
+        """
+        now = time.perf_counter()
+        with self._cond:
+            if self._stop.is_set():
+                return
+            index = self._frames_in
+            self._frames_in += 1
+            self._arrivals.append(now)
+            if self._pending is not None:
+                self._dropped += 1
+            self._pending = (index, raw, now, meta)
+            self._cond.notify()
+        if self._recorder is not None:
+            try:
+                self._recorder.put(RecordItem("raw", index, raw, meta, now - self._t0))
+            except RecordingOverflowError as exc:
+                self._fail(exc)
+                raise
+
+    # ---------------------------------------------------------------- threads
+
+    def _make_recorder(self, directory: Path) -> Recorder:
+        core = self.core
+        px = core.getPixelSizeUm()
+        if px <= 0:
+            raise InputError(
+                "the core reports pixel size 0; define a pixel size configuration to record"
+            )
+        frame_bytes = (
+            core.getImageWidth()
+            * core.getImageHeight()
+            * max(1, core.getBytesPerPixel())
+            * max(1, core.getNumberOfComponents())
+        )
+        max_queued = max(4, int(self.record_budget_mb * 2**20 // max(1, frame_bytes)))
+        return Recorder(directory, max_queued=max_queued)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error("live mode stopping: %s", exc)
+        with self._cond:
+            if self._error is None:
+                self._error = exc
+            self._stop.set()
+            self._cond.notify_all()
+        if self._use_camera and self.core.isSequenceRunning():
+            self.core.stopSequenceAcquisition()
+
+    def _next(self) -> tuple[tuple[int, np.ndarray, float, dict[str, Any]], Any, bool] | None:
+        with self._cond:
+            while not self._stop.is_set():
+                item, self._pending = self._pending, None
+                if item is not None:
+                    return item, self._enhancer, self._self_feed
+                self._cond.wait(0.1)
+            return None
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            (index, raw, arrival, meta), enhancer, self_feed = job
+            try:
+                enhanced = enhancer.enhance(raw, self_feed=self_feed) if enhancer else None
+            except Exception as exc:  # e.g. out of GPU memory: stop loudly
+                self._fail(exc)
+                return
+            ready = time.perf_counter() if enhanced is not None else None
+            frame = LiveFrame(index, raw, enhanced, arrival, ready, meta)
+            with self._cond:
+                self._latest = frame
+                if ready is not None:
+                    self._frames_enhanced += 1
+                    self._readies.append(ready)
+                    self._latencies_ms.append(1e3 * (ready - arrival))
+            if enhanced is not None and self.save_enhanced and self._recorder is not None:
+                px = meta["pixel_size_um"] / enhancer.scale
+                item = RecordItem(
+                    "enhanced",
+                    index,
+                    as_storable(enhanced, raw.dtype),
+                    {**meta, "pixel_size_um": px},
+                    arrival - self._t0,
+                )
+                try:
+                    self._recorder.put(item, block=True)
+                except RecordingOverflowError as exc:
+                    self._fail(exc)
+                    return

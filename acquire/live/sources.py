@@ -1,0 +1,120 @@
+"""Frame sources fed by Micro-Manager: the camera's continuous sequence and a pycromanager hook.
+
+A source only moves frames: it pops them from the core's circular buffer (or receives them from
+an ``Acquisition``) and passes each, with its metadata read back from the devices, to a
+``submit(raw, meta)`` callable that returns at once. It never waits on inference or disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from pymmcore_plus import CMMCorePlus
+
+log = logging.getLogger("deepscope.live")
+
+Submit = Callable[[np.ndarray, dict[str, Any]], None]
+
+
+class FrameMetaReader:
+    """Read a frame's stage position, objective, pixel size and exposure back from the core."""
+
+    def __init__(self, core: CMMCorePlus) -> None:
+        self.core = core
+        objectives = core.guessObjectiveDevices()
+        self.objective_device = objectives[0] if objectives else None
+
+    def __call__(self) -> dict[str, Any]:
+        """Current device state as the ``LiveFrame.meta`` dict."""
+        core = self.core
+        meta: dict[str, Any] = {
+            "x_um": float("nan"),
+            "y_um": float("nan"),
+            "z_um": float("nan"),
+            "objective": None,
+            "pixel_size_um": float(core.getPixelSizeUm()),
+            "exposure_ms": float(core.getExposure()),
+        }
+        if core.getXYStageDevice():
+            x, y = core.getXYPosition()
+            meta["x_um"], meta["y_um"] = float(x), float(y)
+        if core.getFocusDevice():
+            meta["z_um"] = float(core.getPosition())
+        if self.objective_device:
+            meta["objective"] = core.getStateLabel(self.objective_device)
+        return meta
+
+
+class CoreSequenceSource:
+    """Micro-Manager live mode: continuous sequence acquisition, popped by a reader thread.
+
+    Parameters
+    ----------
+    core
+        A started core with a camera (the simulator's ``UniMMCore`` or a hardware one).
+    submit
+        Called with ``(raw, meta)`` for every frame, in order; must not block.
+    poll_s
+        Sleep between polls of an empty circular buffer.
+    """
+
+    def __init__(self, core: CMMCorePlus, submit: Submit, *, poll_s: float = 0.001) -> None:
+        self.core = core
+        self.submit = submit
+        self.poll_s = poll_s
+        self.read_meta = FrameMetaReader(core)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deepscope-live-reader", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the camera's continuous sequence and the reader thread."""
+        if self.core.isSequenceRunning():
+            self.core.stopSequenceAcquisition()
+        self.core.startContinuousSequenceAcquisition(0)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the camera, pass on the frames still buffered, join; True if the thread ended."""
+        if self.core.isSequenceRunning():
+            self.core.stopSequenceAcquisition()
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        core = self.core
+        try:
+            while True:
+                if core.getRemainingImageCount() > 0:
+                    raw, _ = core.popNextImageAndMD()
+                    self.submit(raw, self.read_meta())
+                elif self._stop.is_set():
+                    return
+                else:
+                    self._stop.wait(self.poll_s)
+        except Exception as exc:  # reported by the pipeline, which stops the run
+            self.error = exc
+            if core.isSequenceRunning():
+                core.stopSequenceAcquisition()
+
+
+def acquisition_hook(
+    submit: Submit, read_meta: Callable[[], dict[str, Any]]
+) -> Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
+    """An ``image_process_fn`` for a pycromanager ``Acquisition`` that feeds live mode.
+
+    Each image goes to *submit* (with positions read back from the stage, not pycromanager's
+    intended ones) and is returned unchanged, so the acquisition still saves it.
+    """
+
+    def hook(image: np.ndarray, metadata: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        submit(np.asarray(image), read_meta())
+        return image, metadata
+
+    return hook

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from model.config import ModelConfig, NetworkConfig, Normalisation
+from model.network import DeepMicroscopyNet
+from model.store import save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_headless_live_subprocess_exits_with_json(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    model = save_model(
+        tmp_path / "model",
+        net,
+        ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0)),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepscope.cli",
+        "live",
+        str(model),
+        "--simulate",
+        "--headless",
+        "--frames",
+        "8",
+        "--json",
+        "--roi",
+        "0",
+        "0",
+        "64",
+        "48",
+        "--exposure-ms",
+        "5",
+        "--device",
+        "cpu",
+        "--record",
+        str(tmp_path / "rec"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["frames_in"] >= 8
+    assert summary["recorded"] == summary["frames_in"]
+    assert summary["frames_enhanced"] >= 1
+    for key in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "camera_fps", "dropped"):
+        assert key in summary
+    assert summary["device"] == "cpu"
+    assert len(list((tmp_path / "rec" / "raw").glob("*.ome.tif"))) == summary["frames_in"]
+
+
+def test_live_cli_rejects_bad_values(tmp_path: Path) -> None:
+    from deepscope.cli import main
+
+    assert main(["live", str(tmp_path / "missing"), "--headless", "--frames", "0"]) == 2
+    assert main(["live", str(tmp_path / "missing"), "--headless"]) == 2

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from acquire.live.frames import LiveStats
+from acquire.live.pipeline import LivePipeline
+from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
+from deepscope.atomic import read_jsonl
+from deepscope.ometiff import read_ome_tiff
+from model.config import ModelConfig, NetworkConfig, Normalisation
+from model.inference.engine import Enhancer
+from model.network import DeepMicroscopyNet
+from simulators.core import SimulatedCore, make_core
+
+
+@pytest.fixture
+def core() -> Iterator[SimulatedCore]:
+    c = make_core(seed=3, sensor=(48, 64))
+    c.setExposure(5.0)
+    yield c
+    if c.isSequenceRunning():
+        c.stopSequenceAcquisition()
+
+
+@pytest.fixture
+def enhancer() -> Enhancer:
+    torch.manual_seed(0)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    config = ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0))
+    return Enhancer(net, config, device="cpu")
+
+
+class SlowEnhancer:
+    """An enhancer that takes *delay_s* per frame, slower than the camera."""
+
+    def __init__(self, inner: Enhancer, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+        self.scale = inner.scale
+
+    def enhance(self, image: np.ndarray, *, self_feed: bool = False) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self.inner.enhance(image, self_feed=self_feed)
+
+
+def ours() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name != "tqdm_monitor"}
+
+
+def wait_for(pipeline: LivePipeline, frames: int, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while pipeline.stats().frames_in < frames and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def test_frames_flow_and_stop_joins_every_thread(core: SimulatedCore, enhancer: Enhancer) -> None:
+    before = ours()
+    pipeline = LivePipeline(core, enhancer)
+    pipeline.start()
+    assert pipeline.running
+    wait_for(pipeline, 10)
+    frame = pipeline.latest()
+    stats = pipeline.stop()
+    assert ours() == before
+    assert not pipeline.running
+    assert not core.isSequenceRunning()
+    assert isinstance(stats, LiveStats)
+    assert stats.frames_in >= 10
+    assert stats.frames_enhanced >= 1
+    assert stats.frames_enhanced + stats.dropped <= stats.frames_in
+    p50, p95, p99 = stats.latency_p50_ms, stats.latency_p95_ms, stats.latency_p99_ms
+    assert p50 is not None
+    assert p95 is not None
+    assert p99 is not None
+    assert p50 <= p95 <= p99
+    assert stats.camera_fps is not None
+    assert stats.camera_fps > 0
+    assert frame is not None
+    assert frame.raw.shape == (48, 64, 3)
+    assert frame.enhanced is not None
+    assert frame.enhanced.shape == (120, 160, 3)
+    assert frame.ready_s is not None
+    assert frame.ready_s >= frame.arrival_s
+    assert frame.meta["objective"] == "40x"
+    assert frame.meta["pixel_size_um"] == pytest.approx(0.185)
+    assert frame.meta["exposure_ms"] == pytest.approx(5.0)
+    assert set(stats.as_dict()) >= {"frames_in", "dropped", "latency_p99_ms", "inference_fps"}
+
+
+def test_slow_model_drops_preview_frames_but_records_all(
+    core: SimulatedCore, enhancer: Enhancer, tmp_path: Path
+) -> None:
+    slow = SlowEnhancer(enhancer, 0.1)
+    pipeline = LivePipeline(core, slow, record_dir=tmp_path / "rec", save_enhanced=True)  # type: ignore[arg-type]
+    pipeline.start()
+    wait_for(pipeline, 25)
+    stats = pipeline.stop()
+    assert stats.dropped > 0
+    assert stats.frames_enhanced < stats.frames_in
+    assert stats.frames_enhanced + stats.dropped <= stats.frames_in
+    raw_files = sorted((tmp_path / "rec" / "raw").glob("*.ome.tif"))
+    assert len(raw_files) == stats.frames_in == stats.recorded
+    enhanced_files = sorted((tmp_path / "rec" / "enhanced").glob("*.ome.tif"))
+    assert len(enhanced_files) == stats.frames_enhanced
+    data, meta = read_ome_tiff(raw_files[-1])
+    assert data.shape == (1, 48, 64, 3)
+    assert meta.pixel_size_um == pytest.approx(0.185)
+    enh, emeta = read_ome_tiff(enhanced_files[0])
+    assert enh.shape == (1, 120, 160, 3)
+    assert emeta.pixel_size_um == pytest.approx(0.185 / 2.5)
+    manifest = read_jsonl(tmp_path / "rec" / "frames.jsonl")
+    assert sorted(r["index"] for r in manifest if r["kind"] == "raw") == list(
+        range(stats.frames_in)
+    )
+
+
+def test_recording_overflow_fails_loudly(
+    core: SimulatedCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = Recorder._write
+
+    def slow_write(self: Recorder, item: RecordItem) -> None:
+        time.sleep(0.2)
+        real_write(self, item)
+
+    monkeypatch.setattr(Recorder, "_write", slow_write)
+    before = ours()
+    frame_mb = 48 * 64 * 3 * 2 / 2**20
+    pipeline = LivePipeline(core, None, record_dir=tmp_path, record_budget_mb=4 * frame_mb)
+    pipeline.start()
+    end = time.monotonic() + 20
+    while pipeline.running and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not pipeline.running
+    assert isinstance(pipeline.error, RecordingOverflowError)
+    with pytest.raises(RecordingOverflowError, match="queue full"):
+        pipeline.stop()
+    assert ours() == before
+    assert not core.isSequenceRunning()
+    # every frame that entered the queue was written before the writer stopped
+    assert len(list((tmp_path / "raw").glob("*.ome.tif"))) == pipeline.stats().recorded
+
+
+def test_switching_model_and_self_feed_while_running(
+    core: SimulatedCore, enhancer: Enhancer
+) -> None:
+    pipeline = LivePipeline(core, None)
+    pipeline.start()
+    wait_for(pipeline, 3)
+    raw_only = pipeline.latest()
+    pipeline.set_enhancer(enhancer)
+    pipeline.set_self_feed(True)
+    n = pipeline.stats().frames_in
+    wait_for(pipeline, n + 5)
+    time.sleep(0.1)
+    enhanced = pipeline.latest()
+    stats = pipeline.stop()
+    assert raw_only is not None
+    assert raw_only.enhanced is None
+    assert enhanced is not None
+    assert enhanced.enhanced is not None
+    assert stats.frames_enhanced >= 1
+
+
+def test_acquisition_hook_feeds_the_pipeline(core: SimulatedCore, enhancer: Enhancer) -> None:
+    core.setXYPosition(120.0, -40.0)
+    pipeline = LivePipeline(core, enhancer, camera=False)
+    hook = pipeline.acquisition_hook()
+    pipeline.start()
+    image = np.full((48, 64, 3), 1000, np.uint16)
+    md = {"Axes": {"time": 0}}
+    out_image, out_md = hook(image, md)
+    assert out_image is image
+    assert out_md is md
+    end = time.monotonic() + 10
+    while pipeline.stats().frames_enhanced < 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    frame = pipeline.latest()
+    stats = pipeline.stop()
+    assert stats.frames_in == 1
+    assert frame is not None
+    assert frame.enhanced is not None
+    assert frame.meta["x_um"] == pytest.approx(core.getXPosition())
+    assert frame.meta["y_um"] == pytest.approx(core.getYPosition())
