@@ -1,0 +1,328 @@
+"""Live-mode controller: owns the live pipeline, polls it on a timer, drives the stage.
+
+No drawing happens here; the live panel connects to the signals. All slots run on the GUI
+thread; the pipeline's threads are reached only through ``latest()`` and ``stats()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from deepscope.errors import InputError
+from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+from gui.worker import BackgroundTask
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
+    from acquire.live.frames import LiveFrame
+    from acquire.live.pipeline import LivePipeline
+    from model.inference.engine import Enhancer
+
+log = logging.getLogger("deepscope.gui")
+
+OBJECTIVE_GROUP = "Objective"
+
+
+@dataclass(frozen=True)
+class StageState:
+    """Where the microscope is: stage position, objective, pixel size and exposure."""
+
+    x_um: float
+    y_um: float
+    z_um: float
+    objective: str
+    pixel_size_um: float
+    exposure_ms: float
+
+
+def camera_image(core: CMMCorePlus) -> np.ndarray:
+    """The last snapped image as ``(y, x, c)`` (RGB without alpha, or one channel)."""
+    img = np.asarray(core.getImage())
+    if img.ndim == 2:
+        return img[..., None]
+    return img[..., :3]
+
+
+class LiveController(QObject):
+    """Start/stop live enhancement, snap, save, load models and move the stage.
+
+    Parameters
+    ----------
+    core
+        The Micro-Manager core (simulated or real).
+    enhancer
+        Model applied to each frame, or None for a raw-only preview.
+    poll_interval_ms
+        How often the latest frame and statistics are fetched from the pipeline.
+    """
+
+    frame_ready = Signal(object)  # LiveFrame
+    stats_changed = Signal(object)  # LiveStats
+    stage_changed = Signal(object)  # StageState
+    running_changed = Signal(bool)
+    model_changed = Signal(object)  # Path | None
+    failed = Signal(str)  # a message for the user
+
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        enhancer: Enhancer | None = None,
+        *,
+        model_dir: Path | None = None,
+        poll_interval_ms: int = 30,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.core = core
+        self.enhancer = enhancer
+        self.model_dir = model_dir
+        self.self_feed = False
+        self.current: LiveFrame | None = None
+        self._pipeline: LivePipeline | None = None
+        self._last_index = -1
+        self._snap_task: BackgroundTask | None = None
+        self._snap_count = 0
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_interval_ms)
+        self._timer.timeout.connect(self.poll)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the live pipeline runs."""
+        return self._pipeline is not None and self._pipeline.running
+
+    @property
+    def scale(self) -> float | None:
+        """Pixel-density ratio of the loaded model (enhanced/raw), or None without a model."""
+        return None if self.enhancer is None else float(self.enhancer.scale)
+
+    def read_stage(self) -> StageState:
+        """Read position, objective, pixel size and exposure from the core."""
+        core = self.core
+        objective = ""
+        if core.isGroupDefined(OBJECTIVE_GROUP):
+            objective = core.getCurrentConfig(OBJECTIVE_GROUP)
+        return StageState(
+            x_um=float(core.getXPosition()),
+            y_um=float(core.getYPosition()),
+            z_um=float(core.getPosition()),
+            objective=objective,
+            pixel_size_um=float(core.getPixelSizeUm()),
+            exposure_ms=float(core.getExposure()),
+        )
+
+    # -- live --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start live mode (no-op when running)."""
+        if self.running:
+            return
+        from acquire.live.pipeline import LivePipeline
+
+        self._pipeline = LivePipeline(self.core, self.enhancer, self_feed=self.self_feed)
+        self._pipeline.start()
+        self._last_index = -1
+        self._timer.start()
+        self.running_changed.emit(True)
+
+    def stop(self) -> None:
+        """Stop live mode and join the pipeline's threads (no-op when stopped)."""
+        pipeline, self._pipeline = self._pipeline, None
+        self._timer.stop()
+        if pipeline is None:
+            return
+        stats = pipeline.stop(timeout=5.0)
+        self.stats_changed.emit(stats)
+        self.running_changed.emit(False)
+
+    def toggle(self) -> None:
+        """Start when stopped, stop when running."""
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def poll(self) -> None:
+        """Fetch the newest frame and the statistics from the pipeline (timer slot)."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        frame = pipeline.latest()
+        if frame is not None and frame.index != self._last_index:
+            self._last_index = frame.index
+            self.current = frame
+            self.frame_ready.emit(frame)
+            self.stage_changed.emit(self._stage_from_meta(frame.meta))
+        self.stats_changed.emit(pipeline.stats())
+
+    @staticmethod
+    def _stage_from_meta(meta: dict[str, Any]) -> StageState:
+        return StageState(
+            x_um=float(meta.get("x_um", float("nan"))),
+            y_um=float(meta.get("y_um", float("nan"))),
+            z_um=float(meta.get("z_um", float("nan"))),
+            objective=str(meta.get("objective", "")),
+            pixel_size_um=float(meta.get("pixel_size_um", float("nan"))),
+            exposure_ms=float(meta.get("exposure_ms", float("nan"))),
+        )
+
+    # -- snap --------------------------------------------------------------------------------
+    def snap(self) -> None:
+        """Stop live mode and take one frame (enhanced when a model is loaded) in a thread."""
+        if self._snap_task is not None and self._snap_task.running:
+            return
+        self.stop()
+        task = BackgroundTask(self._snap_frame, name="deepscope-gui-snap", parent=self)
+        task.finished.connect(self._on_snap)
+        task.failed.connect(lambda exc: self.failed.emit(f"snap failed: {exc}"))
+        self._snap_task = task
+        task.start()
+
+    def _snap_frame(self) -> LiveFrame:
+        from acquire.live.frames import LiveFrame
+
+        self.core.snapImage()
+        raw = camera_image(self.core)
+        arrival = time.perf_counter()
+        stage = self.read_stage()
+        enhancer = self.enhancer
+        enhanced = None if enhancer is None else enhancer.enhance(raw, self_feed=self.self_feed)
+        ready = None if enhanced is None else time.perf_counter()
+        self._snap_count += 1
+        meta = {
+            "x_um": stage.x_um,
+            "y_um": stage.y_um,
+            "z_um": stage.z_um,
+            "objective": stage.objective,
+            "pixel_size_um": stage.pixel_size_um,
+            "exposure_ms": stage.exposure_ms,
+        }
+        return LiveFrame(
+            index=-self._snap_count,
+            raw=raw,
+            enhanced=enhanced,
+            arrival_s=arrival,
+            ready_s=ready,
+            meta=meta,
+        )
+
+    def _on_snap(self, frame: LiveFrame) -> None:
+        self.current = frame
+        self.frame_ready.emit(frame)
+        self.stage_changed.emit(self._stage_from_meta(frame.meta))
+
+    # -- saving ------------------------------------------------------------------------------
+    def save_current(self, directory: str | Path) -> list[Path]:
+        """Write the current raw frame (and its enhanced frame) as OME-TIFFs into *directory*.
+
+        Raises :class:`~deepscope.errors.InputError` when there is no frame yet.
+        """
+        frame = self.current
+        if frame is None:
+            raise InputError("no frame to save yet; start live mode or snap first")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        meta = frame.meta
+        px = float(meta.get("pixel_size_um") or 0.0)
+        if not px > 0:
+            raise InputError(f"pixel size {px} um of the current frame is not positive")
+        plane = PlaneMeta(
+            x_um=float(meta["x_um"]),
+            y_um=float(meta["y_um"]),
+            z_um=float(meta["z_um"]),
+            exposure_ms=meta.get("exposure_ms"),
+        )
+        raw_meta = ImageMeta(
+            pixel_size_um=px,
+            planes=(plane,),
+            objective=meta.get("objective") or None,
+            acquired_at=datetime.now(UTC),
+            name="raw",
+        )
+        paths = [write_ome_tiff(out / f"live_{stamp}_raw.ome.tif", frame.raw, raw_meta)]
+        if frame.enhanced is not None and self.scale is not None:
+            enhanced_meta = raw_meta.model_copy(
+                update={
+                    "pixel_size_um": px / self.scale,
+                    "name": "enhanced",
+                    "annotations": {"model": str(self.model_dir or ""), "scale": str(self.scale)},
+                }
+            )
+            enhanced_path = out / f"live_{stamp}_enhanced.ome.tif"
+            paths.append(write_ome_tiff(enhanced_path, frame.enhanced, enhanced_meta))
+        log.info("saved %s", ", ".join(str(p) for p in paths))
+        return paths
+
+    # -- model, settings, stage ------------------------------------------------------------
+    def load_model(self, model_dir: str | Path) -> None:
+        """Load a model directory and use it from the next frame on.
+
+        Raises :class:`~deepscope.errors.InputError` for a directory that holds no valid model.
+        """
+        from model.inference.engine import Enhancer
+
+        enhancer = Enhancer.from_dir(Path(model_dir), device="auto")
+        self.set_enhancer(enhancer, Path(model_dir))
+
+    def set_enhancer(self, enhancer: Enhancer | None, model_dir: Path | None = None) -> None:
+        """Use *enhancer* (None: raw preview only) from the next frame on."""
+        self.enhancer = enhancer
+        self.model_dir = model_dir if enhancer is not None else None
+        if self._pipeline is not None:
+            self._pipeline.set_enhancer(enhancer)
+        self.model_changed.emit(self.model_dir)
+
+    def set_self_feed(self, on: bool) -> None:
+        """Feed each enhanced frame back into the model (the paper's self-feeding mode)."""
+        self.self_feed = bool(on)
+        if self._pipeline is not None:
+            self._pipeline.set_self_feed(self.self_feed)
+
+    def set_exposure(self, exposure_ms: float) -> None:
+        """Set the camera exposure; live mode restarts to apply it."""
+        if not exposure_ms > 0:
+            raise InputError(f"exposure {exposure_ms} ms must be positive")
+        was_running = self.running
+        self.stop()
+        self.core.setExposure(float(exposure_ms))
+        if was_running:
+            self.start()
+        else:
+            self.stage_changed.emit(self.read_stage())
+
+    def set_objective(self, name: str) -> None:
+        """Switch the objective turret to preset *name* of the ``Objective`` group."""
+        self.core.setConfig(OBJECTIVE_GROUP, name)
+        self.core.waitForConfig(OBJECTIVE_GROUP, name)
+        if not self.running:
+            self.stage_changed.emit(self.read_stage())
+
+    def move_xy(self, dx_um: float, dy_um: float) -> None:
+        """Move the XY stage by a relative step."""
+        self.core.setRelativeXYPosition(float(dx_um), float(dy_um))
+        self.core.waitForDevice(self.core.getXYStageDevice())
+        if not self.running:
+            self.stage_changed.emit(self.read_stage())
+
+    def move_z(self, dz_um: float) -> None:
+        """Move the focus drive by a relative step."""
+        self.core.setRelativePosition(float(dz_um))
+        self.core.waitForDevice(self.core.getFocusDevice())
+        if not self.running:
+            self.stage_changed.emit(self.read_stage())
+
+    def shutdown(self) -> None:
+        """Stop live mode and wait for a running snap; call before the window closes."""
+        self.stop()
+        if self._snap_task is not None:
+            self._snap_task.join(timeout=10.0)

@@ -1,0 +1,387 @@
+"""Live panel: raw 40x and enhanced frames side by side, read-outs and scope controls."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut, QTransform
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepscope.errors import DeepscopeError
+from gui.display import auto_levels, display_factor, downsample, to_gray
+from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
+
+if TYPE_CHECKING:
+    from acquire.live.frames import LiveFrame, LiveStats
+
+log = logging.getLogger("deepscope.gui")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class ImagePane:
+    """One image in a view box with its own histogram/LUT; shows frames at screen resolution."""
+
+    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str) -> None:
+        self.view = pg.ViewBox(lockAspect=True, invertY=True, name=title)
+        layout.addLabel(title, row=row, col=col, colspan=2)
+        layout.addItem(self.view, row=row + 1, col=col)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.item)
+        self.hist = pg.HistogramLUTItem(image=self.item, levelMode="mono")
+        layout.addItem(self.hist, row=row + 1, col=col + 1)
+        self.shape: tuple[int, ...] | None = None
+        self.factor = 1
+
+    def show(
+        self,
+        image: np.ndarray,
+        *,
+        pixel_scale: float,
+        max_px: int,
+        gray: bool,
+        auto: bool,
+    ) -> None:
+        """Display *image*; one source pixel covers *pixel_scale* scene units."""
+        factor = display_factor(image.shape, max_px)
+        shown = downsample(image, factor)
+        shown = to_gray(shown) if gray else (shown[..., 0] if shown.shape[-1] == 1 else shown)
+        levels = auto_levels(shown) if auto else self.item.getLevels()
+        if levels is None:
+            levels = auto_levels(shown)
+        self.item.setImage(shown, autoLevels=False, levels=levels)
+        step = factor * pixel_scale
+        self.item.setTransform(QTransform.fromScale(step, step))
+        first = self.shape is None
+        self.shape, self.factor = image.shape, factor
+        if first:
+            self.view.autoRange(padding=0.0)
+
+    def clear(self) -> None:
+        """Remove the image (e.g. when the model is unloaded)."""
+        self.item.clear()
+
+
+class LivePanel(QWidget):
+    """The view of :class:`~gui.live_controller.LiveController`.
+
+    Arrow keys move the stage by the step size (Up: -y, Right: +x), Page Up/Down move the
+    focus by the focus step.
+    """
+
+    def __init__(
+        self,
+        controller: LiveController,
+        *,
+        max_display_px: int = 1024,
+        save_dir: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.max_display_px = max_display_px
+        self.save_dir = save_dir
+        self.frames_shown = 0
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.raw_pane = ImagePane(self.graphics.ci, 0, 0, "raw 40x")
+        self.enhanced_pane = ImagePane(self.graphics.ci, 0, 2, "enhanced")
+        self.enhanced_pane.view.setXLink(self.raw_pane.view)
+        self.enhanced_pane.view.setYLink(self.raw_pane.view)
+
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.graphics, stretch=1)
+        side_widget = QWidget()
+        side_widget.setMaximumWidth(380)
+        side = QVBoxLayout(side_widget)
+        side.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(side_widget)
+        side.addWidget(self._live_box())
+        side.addWidget(self._model_box())
+        side.addWidget(self._camera_box())
+        side.addWidget(self._stage_box())
+        side.addWidget(self._display_box())
+        side.addWidget(self._readout_box())
+        side.addStretch(1)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        side.addWidget(self.status)
+        self._shortcuts()
+
+        controller.frame_ready.connect(self.show_frame)
+        controller.stats_changed.connect(self.show_stats)
+        controller.stage_changed.connect(self.show_stage)
+        controller.running_changed.connect(self._on_running)
+        controller.model_changed.connect(self._on_model)
+        controller.failed.connect(self._warn)
+        self._on_model(controller.model_dir)
+        self.show_stage(controller.read_stage())
+
+    # -- building ----------------------------------------------------------------------------
+    def _live_box(self) -> QGroupBox:
+        box = QGroupBox("Live")
+        row = QHBoxLayout(box)
+        self.live_button = QPushButton("Start live")
+        self.live_button.setCheckable(True)
+        self.live_button.clicked.connect(self._toggle_live)
+        self.snap_button = QPushButton("Snap")
+        self.snap_button.clicked.connect(self.controller.snap)
+        self.save_button = QPushButton("Save pair")
+        self.save_button.clicked.connect(self.save_pair)
+        for b in (self.live_button, self.snap_button, self.save_button):
+            row.addWidget(b)
+        return box
+
+    def _model_box(self) -> QGroupBox:
+        box = QGroupBox("Model")
+        col = QVBoxLayout(box)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        self.model_button = QPushButton("Choose model...")
+        self.model_button.clicked.connect(self.choose_model)
+        self.self_feed_box = QCheckBox("self-feeding")
+        self.self_feed_box.toggled.connect(self.controller.set_self_feed)
+        col.addWidget(self.model_label)
+        row = QHBoxLayout()
+        row.addWidget(self.model_button)
+        row.addWidget(self.self_feed_box)
+        col.addLayout(row)
+        return box
+
+    def _camera_box(self) -> QGroupBox:
+        box = QGroupBox("Camera and objective")
+        form = QFormLayout(box)
+        core = self.controller.core
+        self.exposure_spin = QDoubleSpinBox()
+        self.exposure_spin.setRange(0.1, 10_000.0)
+        self.exposure_spin.setDecimals(1)
+        self.exposure_spin.setSuffix(" ms")
+        self.exposure_spin.setValue(float(core.getExposure()))
+        self.exposure_spin.setKeyboardTracking(False)
+        self.exposure_spin.valueChanged.connect(self._set_exposure)
+        form.addRow("exposure", self.exposure_spin)
+        self.objective_combo = QComboBox()
+        if core.isGroupDefined(OBJECTIVE_GROUP):
+            self.objective_combo.addItems(list(core.getAvailableConfigs(OBJECTIVE_GROUP)))
+            self.objective_combo.setCurrentText(core.getCurrentConfig(OBJECTIVE_GROUP))
+        self.objective_combo.textActivated.connect(self._set_objective)
+        form.addRow("objective", self.objective_combo)
+        return box
+
+    def _stage_box(self) -> QGroupBox:
+        box = QGroupBox("Stage (arrow keys, Page Up/Down)")
+        grid = QGridLayout(box)
+        self.step_spin = QDoubleSpinBox()
+        self.step_spin.setRange(0.1, 10_000.0)
+        self.step_spin.setSuffix(" um")
+        self.step_spin.setValue(50.0)
+        self.focus_spin = QDoubleSpinBox()
+        self.focus_spin.setRange(0.01, 100.0)
+        self.focus_spin.setSuffix(" um")
+        self.focus_spin.setValue(0.5)
+        grid.addWidget(QLabel("xy step"), 0, 0)
+        grid.addWidget(self.step_spin, 0, 1, 1, 2)
+        grid.addWidget(QLabel("focus step"), 1, 0)
+        grid.addWidget(self.focus_spin, 1, 1, 1, 2)
+        moves = {
+            "up": (2, 1, 0, -1),
+            "left": (3, 0, -1, 0),
+            "right": (3, 2, 1, 0),
+            "down": (4, 1, 0, 1),
+        }
+        self.move_buttons: dict[str, QPushButton] = {}
+        for name, (r, c, sx, sy) in moves.items():
+            b = QPushButton(name)
+            b.clicked.connect(lambda _=False, sx=sx, sy=sy: self.step_xy(sx, sy))
+            grid.addWidget(b, r, c)
+            self.move_buttons[name] = b
+        for r, (name, sign) in enumerate((("focus +", 1), ("focus -", -1)), start=2):
+            b = QPushButton(name)
+            b.clicked.connect(lambda _=False, sign=sign: self.step_z(sign))
+            grid.addWidget(b, r + 1, 3)
+            self.move_buttons[name] = b
+        return box
+
+    def _display_box(self) -> QGroupBox:
+        box = QGroupBox("Display")
+        row = QHBoxLayout(box)
+        self.auto_levels_box = QCheckBox("auto levels")
+        self.auto_levels_box.setChecked(True)
+        self.colour_combo = QComboBox()
+        self.colour_combo.addItems(["colour", "grayscale"])
+        self.colour_combo.currentTextChanged.connect(lambda _: self._redraw())
+        row.addWidget(self.auto_levels_box)
+        row.addWidget(self.colour_combo)
+        return box
+
+    def _readout_box(self) -> QGroupBox:
+        box = QGroupBox("Read-outs")
+        form = QFormLayout(box)
+        names = (
+            "camera fps",
+            "inference fps",
+            "latency p50/p99",
+            "dropped",
+            "objective",
+            "stage x/y/z",
+            "pixel size",
+        )
+        self.readouts: dict[str, QLabel] = {}
+        for name in names:
+            label = QLabel("-")
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(name, label)
+            self.readouts[name] = label
+        return box
+
+    def _shortcuts(self) -> None:
+        keys = {
+            Qt.Key.Key_Up: lambda: self.step_xy(0, -1),
+            Qt.Key.Key_Down: lambda: self.step_xy(0, 1),
+            Qt.Key.Key_Left: lambda: self.step_xy(-1, 0),
+            Qt.Key.Key_Right: lambda: self.step_xy(1, 0),
+            Qt.Key.Key_PageUp: lambda: self.step_z(1),
+            Qt.Key.Key_PageDown: lambda: self.step_z(-1),
+        }
+        for key, slot in keys.items():
+            sc = QShortcut(QKeySequence(key), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+
+    # -- controller -> view ------------------------------------------------------------------
+    def show_frame(self, frame: LiveFrame) -> None:
+        """Draw the raw frame and, when there is one, the enhanced frame."""
+        gray = self.colour_combo.currentText() == "grayscale"
+        auto = self.auto_levels_box.isChecked()
+        max_px = self.max_display_px
+        self.raw_pane.show(frame.raw, pixel_scale=1.0, max_px=max_px, gray=gray, auto=auto)
+        scale = self.controller.scale
+        if frame.enhanced is not None and scale is not None:
+            self.enhanced_pane.show(
+                frame.enhanced, pixel_scale=1.0 / scale, max_px=max_px, gray=gray, auto=auto
+            )
+        else:
+            self.enhanced_pane.clear()
+        self.frames_shown += 1
+
+    def _redraw(self) -> None:
+        if self.controller.current is not None:
+            self.show_frame(self.controller.current)
+
+    def show_stats(self, stats: LiveStats) -> None:
+        """Update the throughput and latency read-outs."""
+        r = self.readouts
+        r["camera fps"].setText(_fmt(stats.camera_fps, ".1f"))
+        r["inference fps"].setText(_fmt(stats.inference_fps, ".1f"))
+        p50, p99 = _fmt(stats.latency_p50_ms, ".0f"), _fmt(stats.latency_p99_ms, ".0f")
+        r["latency p50/p99"].setText(f"{p50} / {p99} ms")
+        r["dropped"].setText(f"{stats.dropped} of {stats.frames_in}")
+
+    def show_stage(self, stage: StageState) -> None:
+        """Update the objective, position and pixel-size read-outs."""
+        r = self.readouts
+        r["objective"].setText(stage.objective or "-")
+        r["stage x/y/z"].setText(f"{stage.x_um:.1f} / {stage.y_um:.1f} / {stage.z_um:.2f} um")
+        r["pixel size"].setText(f"{stage.pixel_size_um:.4f} um")
+        if stage.objective and self.objective_combo.currentText() != stage.objective:
+            self.objective_combo.setCurrentText(stage.objective)
+
+    def _on_running(self, running: bool) -> None:
+        self.live_button.setChecked(running)
+        self.live_button.setText("Stop live" if running else "Start live")
+
+    def _on_model(self, model_dir: Path | None) -> None:
+        if model_dir is None:
+            self.model_label.setText("no model: raw preview only")
+        else:
+            self.model_label.setText(f"{model_dir} (scale {self.controller.scale})")
+
+    def _warn(self, message: str) -> None:
+        QMessageBox.warning(self, "deepscope", message)
+
+    # -- user actions ------------------------------------------------------------------------
+    def _toggle_live(self) -> None:
+        try:
+            self.controller.toggle()
+        except DeepscopeError as exc:
+            self._warn(str(exc))
+        self._on_running(self.controller.running)
+
+    def choose_model(self) -> None:
+        """Ask for a model directory and load it; an invalid one shows a message."""
+        path = QFileDialog.getExistingDirectory(self, "Choose a model directory")
+        if path:
+            self.load_model(Path(path))
+
+    def load_model(self, model_dir: Path) -> bool:
+        """Load *model_dir*; on failure show a message box and keep the current model."""
+        try:
+            self.controller.load_model(model_dir)
+        except (DeepscopeError, OSError) as exc:
+            self._warn(f"cannot use {model_dir} as a model: {exc}")
+            return False
+        self.status.setText(f"model loaded: {model_dir}")
+        return True
+
+    def save_pair(self) -> list[Path]:
+        """Save the current raw + enhanced frames as OME-TIFFs (asks for a folder once)."""
+        if self.save_dir is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Save frames into")
+            if not chosen:
+                return []
+            self.save_dir = Path(chosen)
+        try:
+            paths = self.controller.save_current(self.save_dir)
+        except (DeepscopeError, OSError) as exc:
+            self._warn(f"cannot save: {exc}")
+            return []
+        self.status.setText("saved " + ", ".join(p.name for p in paths))
+        return paths
+
+    def _set_exposure(self, value: float) -> None:
+        try:
+            self.controller.set_exposure(value)
+        except (DeepscopeError, RuntimeError) as exc:
+            self._warn(f"cannot set exposure: {exc}")
+
+    def _set_objective(self, name: str) -> None:
+        try:
+            self.controller.set_objective(name)
+        except (DeepscopeError, RuntimeError) as exc:
+            self._warn(f"cannot switch objective: {exc}")
+
+    def step_xy(self, sx: int, sy: int) -> None:
+        """Move the stage by (sx, sy) steps of the xy step size."""
+        step = self.step_spin.value()
+        try:
+            self.controller.move_xy(sx * step, sy * step)
+        except (DeepscopeError, RuntimeError) as exc:
+            self._warn(f"cannot move the stage: {exc}")
+
+    def step_z(self, sign: int) -> None:
+        """Move the focus by *sign* focus steps."""
+        try:
+            self.controller.move_z(sign * self.focus_spin.value())
+        except (DeepscopeError, RuntimeError) as exc:
+            self._warn(f"cannot move the focus: {exc}")

@@ -1,0 +1,74 @@
+"""The deepscope main window: live, acquisition and training panels in tabs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMainWindow, QTabWidget, QWidget
+
+from gui.acquisition_controller import AcquisitionController
+from gui.acquisition_panel import AcquisitionPanel
+from gui.live_controller import LiveController
+from gui.live_panel import LivePanel
+from gui.training_controller import TrainingController
+from gui.training_panel import TrainingPanel
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
+    from model.inference.engine import Enhancer
+
+log = logging.getLogger("deepscope.gui")
+
+
+class MainWindow(QMainWindow):
+    """One window for the person at the scope; closing it stops and joins every worker.
+
+    Parameters
+    ----------
+    core
+        The Micro-Manager core, shared by all panels.
+    enhancer, model_dir
+        An already loaded model (optional) and the directory it came from.
+    max_display_px
+        Longest side, in screen pixels, at which frames are drawn.
+    """
+
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        *,
+        enhancer: Enhancer | None = None,
+        model_dir: Path | None = None,
+        max_display_px: int = 1024,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("deepscope")
+        self.core = core
+        self.live = LiveController(core, enhancer, model_dir=model_dir, parent=self)
+        self.live_panel = LivePanel(self.live, max_display_px=max_display_px)
+        self.acquisition = AcquisitionController(core, parent=self)
+        self.acquisition_panel = AcquisitionPanel(self.acquisition, before_start=self.live.stop)
+        self.training = TrainingController(parent=self)
+        self.training_panel = TrainingPanel(self.training)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.live_panel, "Live")
+        self.tabs.addTab(self.acquisition_panel, "Acquisition")
+        self.tabs.addTab(self.training_panel, "Training")
+        self.setCentralWidget(self.tabs)
+        self.resize(1400, 820)
+
+    def shutdown(self) -> None:
+        """Stop live mode and every running task, and join their threads."""
+        self.live.shutdown()
+        self.acquisition.shutdown()
+        self.training.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        """Stop all workers before the window goes away."""
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,139 @@
+"""Registration + training controller: runs both in a worker thread, relays progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
+
+from deepscope.errors import InputError
+from gui.worker import BackgroundTask
+
+if TYPE_CHECKING:
+    from model.training.config import EpochMetrics, TrainConfig, TrainResult
+
+log = logging.getLogger("deepscope.gui")
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What to run: register *dataset_dir* into *pairs_dir* (optional), then train."""
+
+    pairs_dir: Path
+    model_dir: Path
+    config: TrainConfig
+    dataset_dir: Path | None = None
+    resume: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One line of the evaluation table: a method and its validation scores."""
+
+    method: str
+    ssim: float
+    psnr_db: float
+
+
+def evaluation_rows(result: TrainResult) -> list[EvaluationRow]:
+    """The model against bicubic upsampling on the validation fields."""
+    return [
+        EvaluationRow("bicubic", result.bicubic_val_ssim, result.bicubic_val_psnr),
+        EvaluationRow(
+            f"model (epoch {result.best_epoch})", result.best_val_ssim, result.best_val_psnr
+        ),
+    ]
+
+
+class TrainingController(QObject):
+    """Start, follow and cancel registration + training; no drawing."""
+
+    phase_changed = Signal(str)  # "registering", "training", "done", "cancelled", "failed"
+    registration_progress = Signal(int, int)  # done, total
+    epoch_done = Signal(object)  # EpochMetrics
+    finished = Signal(object)  # TrainResult
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.history: list[EpochMetrics] = []
+        self.result: TrainResult | None = None
+        self._cancel = threading.Event()
+        self._task: BackgroundTask | None = None
+        self.epoch_done.connect(self._record_epoch)
+
+    @property
+    def running(self) -> bool:
+        """True while a job runs."""
+        return self._task is not None and self._task.running
+
+    def start(self, job: TrainingJob) -> None:
+        """Run *job* in a worker thread; InputError when one runs already."""
+        if self.running:
+            raise InputError("a training job is running; cancel it first")
+        if job.dataset_dir is None and not job.pairs_dir.is_dir():
+            raise InputError(f"pairs directory {job.pairs_dir} does not exist; register first")
+        self.history = []
+        self.result = None
+        self._cancel = threading.Event()
+        task = BackgroundTask(self._run, job, name="deepscope-gui-training", parent=self)
+        task.finished.connect(self._on_finished)
+        task.failed.connect(self._on_failed)
+        self._task = task
+        task.start()
+
+    def _run(self, job: TrainingJob) -> TrainResult | None:
+        if job.dataset_dir is not None:
+            from model.registration import register_dataset
+
+            self.phase_changed.emit("registering")
+            register_dataset(
+                job.dataset_dir,
+                job.pairs_dir,
+                progress=lambda done, total: self.registration_progress.emit(done, total),
+            )
+            if self._cancel.is_set():
+                return None
+        from model.training import train_model
+
+        self.phase_changed.emit("training")
+        return train_model(
+            job.pairs_dir,
+            job.model_dir,
+            job.config,
+            progress=self._on_epoch,
+            cancel=self._cancel,
+            resume=job.resume,
+        )
+
+    def _on_epoch(self, metrics: EpochMetrics) -> None:  # worker thread
+        self.epoch_done.emit(metrics)
+
+    def _on_finished(self, result: TrainResult | None) -> None:
+        self.result = result
+        if result is None or (self._cancel.is_set() and not result.completed):
+            self.phase_changed.emit("cancelled")
+            return
+        self.phase_changed.emit("done")
+        self.finished.emit(result)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self.phase_changed.emit("failed")
+        self.failed.emit(str(exc))
+
+    def _record_epoch(self, metrics: EpochMetrics) -> None:
+        self.history.append(metrics)
+
+    def cancel(self) -> None:
+        """Ask the job to stop after the current step; completed output is kept."""
+        self._cancel.set()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel a running job and join its thread."""
+        self.cancel()
+        if self._task is not None:
+            self._task.join(timeout)

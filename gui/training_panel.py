@@ -1,0 +1,198 @@
+"""Training panel: register a dataset, train, follow loss and validation SSIM, see the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyqtgraph as pg
+from pydantic import ValidationError
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepscope.errors import DeepscopeError, InputError
+from gui.training_controller import TrainingController, TrainingJob, evaluation_rows
+
+if TYPE_CHECKING:
+    from model.training.config import EpochMetrics, TrainResult
+
+
+class PathField(QWidget):
+    """A line edit with a Browse button that picks a directory."""
+
+    def __init__(self, caption: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.caption = caption
+        self.edit = QLineEdit()
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, stretch=1)
+        row.addWidget(browse)
+
+    def _browse(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, self.caption, self.edit.text())
+        if chosen:
+            self.edit.setText(chosen)
+
+    def path(self) -> Path | None:
+        """The entered directory, or None when empty."""
+        text = self.edit.text().strip()
+        return Path(text) if text else None
+
+
+class TrainingPanel(QWidget):
+    """The view of :class:`~gui.training_controller.TrainingController`."""
+
+    def __init__(self, controller: TrainingController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        layout = QHBoxLayout(self)
+        side = QVBoxLayout()
+        layout.addLayout(side)
+        form = QFormLayout()
+        side.addLayout(form)
+        self.dataset_field = PathField("Dataset directory")
+        self.pairs_field = PathField("Pairs directory")
+        self.model_field = PathField("Model output directory")
+        self.register_box = QCheckBox("register the dataset first")
+        self.register_box.setChecked(True)
+        form.addRow("dataset", self.dataset_field)
+        form.addRow("", self.register_box)
+        form.addRow("pairs", self.pairs_field)
+        form.addRow("model", self.model_field)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 10_000)
+        self.epochs_spin.setValue(30)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 4096)
+        self.batch_spin.setValue(64)
+        self.lr_spin = QDoubleSpinBox()
+        self.lr_spin.setDecimals(6)
+        self.lr_spin.setRange(1e-6, 1.0)
+        self.lr_spin.setSingleStep(1e-5)
+        self.lr_spin.setValue(1e-4)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        form.addRow("epochs", self.epochs_spin)
+        form.addRow("batch size", self.batch_spin)
+        form.addRow("learning rate", self.lr_spin)
+        form.addRow("device", self.device_combo)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(controller.cancel)
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        side.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.phase_label = QLabel("idle")
+        side.addWidget(self.progress)
+        side.addWidget(self.phase_label)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["method", "val SSIM", "val PSNR (dB)"])
+        side.addWidget(self.table)
+
+        plots = QVBoxLayout()
+        layout.addLayout(plots, stretch=1)
+        self.loss_plot = pg.PlotWidget(title="training loss")
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.ssim_plot = pg.PlotWidget(title="validation SSIM")
+        self.ssim_plot.setLabel("bottom", "epoch")
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("y", width=2), symbol="o")
+        self.ssim_curve = self.ssim_plot.plot(pen=pg.mkPen("c", width=2), symbol="o")
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.ssim_plot)
+
+        controller.phase_changed.connect(self._on_phase)
+        controller.registration_progress.connect(self._on_registration)
+        controller.epoch_done.connect(self._on_epoch)
+        controller.finished.connect(self.show_result)
+        controller.failed.connect(self._warn)
+
+    def job(self) -> TrainingJob:
+        """The job described by the form; InputError/ValidationError for missing values."""
+        from model.training.config import TrainConfig
+
+        pairs, model_dir = self.pairs_field.path(), self.model_field.path()
+        dataset = self.dataset_field.path() if self.register_box.isChecked() else None
+        if pairs is None or model_dir is None:
+            raise InputError("choose a pairs directory and a model output directory")
+        if self.register_box.isChecked() and dataset is None:
+            raise InputError("choose a dataset directory, or untick 'register the dataset first'")
+        config = TrainConfig(
+            epochs=self.epochs_spin.value(),
+            batch_size=self.batch_spin.value(),
+            lr=self.lr_spin.value(),
+            device=self.device_combo.currentText(),
+        )
+        return TrainingJob(pairs_dir=pairs, model_dir=model_dir, config=config, dataset_dir=dataset)
+
+    def start(self) -> None:
+        """Start the job from the form; problems show a message."""
+        try:
+            job = self.job()
+            self.controller.start(job)
+        except (DeepscopeError, ValidationError) as exc:
+            self._warn(str(exc))
+            return
+        self.table.setRowCount(0)
+        self.loss_curve.setData([], [])
+        self.ssim_curve.setData([], [])
+        self.progress.setRange(0, job.config.epochs)
+        self.progress.setValue(0)
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+    def _on_phase(self, phase: str) -> None:
+        self.phase_label.setText(phase)
+        if phase in ("done", "cancelled", "failed"):
+            self.start_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+
+    def _on_registration(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.phase_label.setText(f"registering: {done}/{total} fields")
+
+    def _on_epoch(self, metrics: EpochMetrics) -> None:
+        hist = self.controller.history
+        epochs = [m.epoch for m in hist]
+        self.loss_curve.setData(epochs, [m.train_loss for m in hist])
+        self.ssim_curve.setData(epochs, [m.val_ssim for m in hist])
+        self.progress.setRange(0, self.epochs_spin.value())
+        self.progress.setValue(metrics.epoch)
+        self.phase_label.setText(
+            f"epoch {metrics.epoch}: loss {metrics.train_loss:.4g}, val SSIM {metrics.val_ssim:.4f}"
+        )
+
+    def show_result(self, result: TrainResult) -> None:
+        """Fill the evaluation table from a finished run."""
+        rows = evaluation_rows(result)
+        self.table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, text in enumerate((row.method, f"{row.ssim:.4f}", f"{row.psnr_db:.2f}")):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def _warn(self, message: str) -> None:
+        QMessageBox.warning(self, "deepscope", message)

@@ -1,0 +1,164 @@
+import math
+import threading
+
+import numpy as np
+import pytest
+from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
+
+from deepscope.ometiff import read_ome_tiff
+
+WAIT_MS = 30_000
+
+
+def scene_rect(pane):
+    return pane.item.mapRectToView(pane.item.boundingRect())
+
+
+def test_live_frames_reach_both_views_and_close_leaves_nothing(qtbot, make_window, tiny_model):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    threads_before = set(threading.enumerate())
+    window.live.start()
+    assert window.live.running
+    assert set(threading.enumerate()) - threads_before, "live mode should run its own threads"
+    qtbot.waitUntil(
+        lambda: panel.frames_shown >= 3 and panel.enhanced_pane.item.image is not None,
+        timeout=WAIT_MS,
+    )
+    frame = window.live.current
+    assert frame.raw.shape == (96, 128, 3)
+    assert frame.enhanced.shape == (240, 320, 3)
+    assert panel.raw_pane.item.image.shape == (96, 128, 3)
+    assert panel.enhanced_pane.item.image.shape == (240, 320, 3)
+    # the enhanced view is scaled by 1/2.5: both cover the same specimen area
+    raw_rect, enh_rect = scene_rect(panel.raw_pane), scene_rect(panel.enhanced_pane)
+    assert enh_rect.width() == pytest.approx(raw_rect.width())
+    assert enh_rect.height() == pytest.approx(raw_rect.height())
+    # linked pan/zoom
+    panel.raw_pane.view.setRange(xRange=(10, 40), yRange=(10, 30), padding=0)
+    (x0, x1), _ = panel.enhanced_pane.view.viewRange()
+    assert (x0, x1) == pytest.approx((10, 40), abs=1.0)
+    qtbot.waitUntil(lambda: panel.readouts["camera fps"].text() != "-", timeout=WAIT_MS)
+    assert float(panel.readouts["camera fps"].text()) > 0
+    assert panel.readouts["objective"].text() == "40x"
+    assert panel.readouts["pixel size"].text() == "0.1850 um"
+    assert "of" in panel.readouts["dropped"].text()
+    assert panel.live_button.text() == "Stop live"
+
+    window.live.stop()
+    assert not window.live.running
+    assert panel.live_button.text() == "Start live"
+    window.close()  # the leak check then finds no thread and no widget left
+    assert not window.live.running
+
+
+def test_large_frames_are_downsampled_for_display(qtbot, make_window, tiny_model):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    panel.max_display_px = 64
+    window.live.start()
+    qtbot.waitUntil(lambda: panel.enhanced_pane.item.image is not None, timeout=WAIT_MS)
+    window.live.stop()
+    raw_shown = panel.raw_pane.item.image
+    enh_shown = panel.enhanced_pane.item.image
+    assert max(raw_shown.shape[:2]) <= 64
+    assert max(enh_shown.shape[:2]) <= 64
+    # still drawn over the full field of the raw frame
+    assert scene_rect(panel.raw_pane).width() == pytest.approx(128, abs=2)
+    assert scene_rect(panel.enhanced_pane).width() == pytest.approx(128, abs=2)
+
+
+def test_grayscale_and_manual_levels(qtbot, make_window, tiny_model):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    window.live.snap()
+    qtbot.waitUntil(lambda: panel.frames_shown >= 1, timeout=WAIT_MS)
+    assert panel.raw_pane.item.image.ndim == 3
+    panel.colour_combo.setCurrentText("grayscale")
+    assert panel.raw_pane.item.image.ndim == 2
+    panel.auto_levels_box.setChecked(False)
+    panel.raw_pane.item.setLevels((100.0, 200.0))
+    window.live.snap()
+    qtbot.waitUntil(lambda: panel.frames_shown >= 3, timeout=WAIT_MS)
+    assert tuple(panel.raw_pane.item.getLevels()) == pytest.approx((100.0, 200.0))
+
+
+def test_snap_and_save_pair_as_ome_tiff(qtbot, make_window, tiny_model, tmp_path):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    window.live.snap()
+    qtbot.waitUntil(lambda: window.live.current is not None, timeout=WAIT_MS)
+    panel.save_dir = tmp_path / "saved"
+    paths = panel.save_pair()
+    assert len(paths) == 2
+    raw, raw_meta = read_ome_tiff(next(p for p in paths if "raw" in p.name))
+    enh, enh_meta = read_ome_tiff(next(p for p in paths if "enhanced" in p.name))
+    assert raw.shape == (1, 96, 128, 3)
+    assert enh.shape == (1, 240, 320, 3)
+    assert raw_meta.pixel_size_um == pytest.approx(0.185)
+    assert enh_meta.pixel_size_um == pytest.approx(0.185 / 2.5)
+    assert raw_meta.objective == "40x"
+    np.testing.assert_array_equal(raw[0], window.live.current.raw)
+
+
+def test_stage_keys_and_focus_move_the_stage(qtbot, make_window, tiny_model, sim_core):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    panel.step_spin.setValue(20.0)
+    panel.focus_spin.setValue(0.5)
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    panel.graphics.setFocus()
+    x0, y0 = sim_core.getXYPosition()
+    z0 = sim_core.getPosition()
+    qtbot.keyClick(panel.graphics, Qt.Key.Key_Right)
+    qtbot.keyClick(panel.graphics, Qt.Key.Key_Up)
+    qtbot.keyClick(panel.graphics, Qt.Key.Key_PageUp)
+    x, y = sim_core.getXYPosition()
+    assert (x - x0, y - y0) == pytest.approx((20.0, -20.0))
+    assert sim_core.getPosition() - z0 == pytest.approx(0.5)
+    qtbot.mouseClick(panel.move_buttons["left"], Qt.MouseButton.LeftButton)
+    assert sim_core.getXYPosition()[0] == pytest.approx(x0)
+    assert panel.readouts["stage x/y/z"].text().startswith(f"{x0:.1f} / {y0 - 20:.1f}")
+
+
+def test_exposure_and_objective_controls(qtbot, make_window, tiny_model, sim_core):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    panel.exposure_spin.setValue(25.0)
+    assert sim_core.getExposure() == pytest.approx(25.0)
+    panel.objective_combo.textActivated.emit("100x")
+    assert sim_core.getCurrentConfig("Objective") == "100x"
+    assert math.isclose(sim_core.getPixelSizeUm(), 0.074, rel_tol=1e-6)
+    assert panel.readouts["pixel size"].text() == "0.0740 um"
+
+
+def test_invalid_model_directory_shows_message_and_keeps_model(
+    qtbot, make_window, tiny_model, tmp_path, messages, monkeypatch
+):
+    window = make_window(tiny_model)
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(bad))
+    before = window.live.enhancer
+    qtbot.mouseClick(window.live_panel.model_button, Qt.MouseButton.LeftButton)
+    assert len(messages) == 1
+    assert "config.json" in messages[0]
+    assert window.live.enhancer is before
+    (bad / "config.json").write_text("{not json", encoding="utf-8")
+    assert not window.live_panel.load_model(bad)
+    assert "not a valid deepscope model config" in messages[1]
+
+
+def test_loading_a_model_while_live_enhances_new_frames(qtbot, make_window, tiny_model):
+    w = make_window()
+    panel = w.live_panel
+    w.live.start()
+    qtbot.waitUntil(lambda: panel.frames_shown >= 2, timeout=WAIT_MS)
+    assert panel.enhanced_pane.item.image is None
+    assert panel.load_model(tiny_model)
+    qtbot.waitUntil(lambda: panel.enhanced_pane.item.image is not None, timeout=WAIT_MS)
+    w.live.stop()
+    assert "scale 2.5" in panel.model_label.text()
