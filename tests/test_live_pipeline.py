@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +22,8 @@ from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.inference.engine import Enhancer
 from model.network import DeepMicroscopyNet
 from simulators.core import SimulatedCore, make_core
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -54,9 +60,12 @@ def ours() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name != "tqdm_monitor"}
 
 
-def wait_for(pipeline: LivePipeline, frames: int, timeout: float = 20.0) -> None:
+def wait_for(pipeline: LivePipeline, frames: int, enhanced: int = 0, timeout: float = 20.0) -> None:
     end = time.monotonic() + timeout
-    while pipeline.stats().frames_in < frames and time.monotonic() < end:
+    while time.monotonic() < end:
+        stats = pipeline.stats()
+        if stats.frames_in >= frames and stats.frames_enhanced >= enhanced:
+            return
         time.sleep(0.01)
 
 
@@ -65,7 +74,7 @@ def test_frames_flow_and_stop_joins_every_thread(core: SimulatedCore, enhancer: 
     pipeline = LivePipeline(core, enhancer)
     pipeline.start()
     assert pipeline.running
-    wait_for(pipeline, 10)
+    wait_for(pipeline, 10, enhanced=2)
     frame = pipeline.latest()
     stats = pipeline.stop()
     assert ours() == before
@@ -157,9 +166,8 @@ def test_switching_model_and_self_feed_while_running(
     raw_only = pipeline.latest()
     pipeline.set_enhancer(enhancer)
     pipeline.set_self_feed(True)
-    n = pipeline.stats().frames_in
-    wait_for(pipeline, n + 5)
-    time.sleep(0.1)
+    n = pipeline.stats()
+    wait_for(pipeline, n.frames_in + 5, enhanced=n.frames_enhanced + 2)
     enhanced = pipeline.latest()
     stats = pipeline.stop()
     assert raw_only is not None
@@ -189,3 +197,48 @@ def test_acquisition_hook_feeds_the_pipeline(core: SimulatedCore, enhancer: Enha
     assert frame.enhanced is not None
     assert frame.meta["x_um"] == pytest.approx(core.getXPosition())
     assert frame.meta["y_um"] == pytest.approx(core.getYPosition())
+
+
+PYCRO_LIVE = textwrap.dedent(
+    """
+    import json, sys, torch
+    from pathlib import Path
+    from pycromanager import Acquisition, multi_d_acquisition_events
+    from acquire.live.pipeline import LivePipeline
+    from acquire.pycro_core import pycro_engine
+    from model.config import ModelConfig, NetworkConfig
+    from model.inference.engine import Enhancer
+    from model.network import DeepMicroscopyNet
+    from simulators import make_core
+
+    torch.set_num_threads(1)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    enhancer = Enhancer(net, ModelConfig(network=net.config), device="cpu")
+    core = make_core(seed=3)
+    core.setROI(0, 0, 48, 48)
+    pipeline = LivePipeline(core, enhancer, camera=False, record_dir=Path(sys.argv[1]))
+    pipeline.start()
+    with pycro_engine(core):
+        with Acquisition(image_process_fn=pipeline.acquisition_hook(), show_display=False) as acq:
+            acq.acquire(multi_d_acquisition_events(
+                xy_positions=[[0.0, 0.0], [150.0, 75.0]], z_start=-1.0, z_end=1.0, z_step=1.0))
+    print(json.dumps(pipeline.stop().as_dict()))
+    """
+)
+
+
+def test_pycromanager_acquisition_hook_records_every_image(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PYCRO_LIVE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert stats["frames_in"] == stats["recorded"] == 6
+    assert stats["frames_enhanced"] >= 1
+    rows = [r for r in read_jsonl(tmp_path / "frames.jsonl") if r["kind"] == "raw"]
+    assert {(r["x_um"], r["y_um"]) for r in rows} == {(0.0, 0.0), (150.0, 75.0)}
+    assert sorted({r["z_um"] for r in rows}) == [-1.0, 0.0, 1.0]

@@ -104,17 +104,43 @@ class CoreSequenceSource:
                 core.stopSequenceAcquisition()
 
 
+#: Micro-Manager image tags -> ``LiveFrame.meta`` keys.
+TAGS = {
+    "XPositionUm": "x_um",
+    "YPositionUm": "y_um",
+    "ZPositionUm": "z_um",
+    "Objective-Label": "objective",
+    "PixelSizeUm": "pixel_size_um",
+    "Exposure-ms": "exposure_ms",
+}
+
+
+def meta_from_tags(tags: dict[str, Any], read_meta: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Frame meta from an image's Micro-Manager tags; missing ones read back from the core."""
+    if all(tag in tags for tag in TAGS):
+        found: dict[str, Any] = {}
+    else:
+        found = read_meta()
+    for tag, key in TAGS.items():
+        if tag in tags:
+            value = tags[tag]
+            found[key] = str(value) if key == "objective" else float(value)
+    return found
+
+
 def acquisition_hook(
     submit: Submit, read_meta: Callable[[], dict[str, Any]]
 ) -> Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
     """An ``image_process_fn`` for a pycromanager ``Acquisition`` that feeds live mode.
 
-    Each image goes to *submit* (with positions read back from the stage, not pycromanager's
-    intended ones) and is returned unchanged, so the acquisition still saves it.
+    Each image goes to *submit* with the positions in its tags (read back from the stages by
+    :class:`acquire.pycro_core.PycroCoreAdapter`; the hook may run after the stage moved on),
+    falling back to *read_meta* for missing tags. The image is returned unchanged, so the
+    acquisition still saves it.
     """
 
     def hook(image: np.ndarray, metadata: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        submit(np.asarray(image), read_meta())
+        submit(np.asarray(image), meta_from_tags(metadata, read_meta))
         return image, metadata
 
     return hook
