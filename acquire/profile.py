@@ -29,16 +29,19 @@ class ObjectiveSpec(BaseModel):
 
 
 class StageLimits(BaseModel):
-    """Travel range of the stages in um; plans outside it are refused before anything moves."""
+    """Travel range of the stages in um; plans outside it are refused before anything moves.
+
+    The defaults are a 100 x 70 mm slide stage with 2 mm of focus travel.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     x_min_um: float = -50_000.0
     x_max_um: float = 50_000.0
-    y_min_um: float = -50_000.0
-    y_max_um: float = 50_000.0
-    z_min_um: float = -10_000.0
-    z_max_um: float = 10_000.0
+    y_min_um: float = -35_000.0
+    y_max_um: float = 35_000.0
+    z_min_um: float = -1_000.0
+    z_max_um: float = 1_000.0
 
     def check(self, what: str, x_um: float, y_um: float, z_um: float | None = None) -> None:
         """Raise :class:`InputError` if the point is outside the travel range."""
