@@ -15,6 +15,10 @@ from gui.worker import BackgroundTask
 
 if TYPE_CHECKING:
     from model.training.config import EpochMetrics, TrainConfig, TrainResult
+    from model.training.evaluate import EvaluationReport
+
+#: Methods of the evaluation table, as named by :mod:`model.training.evaluate`.
+METHODS = ("bicubic", "network", "network_x2")
 
 log = logging.getLogger("deepscope.gui")
 
@@ -32,36 +36,41 @@ class TrainingJob:
 
 @dataclass(frozen=True)
 class EvaluationRow:
-    """One line of the evaluation table: a method and its validation scores."""
+    """One line of the evaluation table: a method and its mean scores on the test fields."""
 
     method: str
     ssim: float
     psnr_db: float
 
 
-def evaluation_rows(result: TrainResult) -> list[EvaluationRow]:
-    """The model against bicubic upsampling on the validation fields."""
-    return [
-        EvaluationRow("bicubic", result.bicubic_val_ssim, result.bicubic_val_psnr),
-        EvaluationRow(
-            f"model (epoch {result.best_epoch})", result.best_val_ssim, result.best_val_psnr
-        ),
-    ]
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """A finished job: the training result and the test-field evaluation (None: no test set)."""
+
+    result: TrainResult
+    report: EvaluationReport | None
+    note: str = ""
+
+
+def evaluation_rows(report: EvaluationReport) -> list[EvaluationRow]:
+    """Bicubic, network and network-twice, as in the paper's table."""
+    return [EvaluationRow(m, report.mean[f"{m}_ssim"], report.mean[f"{m}_psnr"]) for m in METHODS]
 
 
 class TrainingController(QObject):
     """Start, follow and cancel registration + training; no drawing."""
 
-    phase_changed = Signal(str)  # "registering", "training", "done", "cancelled", "failed"
+    #: "registering", "training", "evaluating", "done", "cancelled", "failed"
+    phase_changed = Signal(str)
     registration_progress = Signal(int, int)  # done, total
     epoch_done = Signal(object)  # EpochMetrics
-    finished = Signal(object)  # TrainResult
+    finished = Signal(object)  # TrainingOutcome
     failed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.history: list[EpochMetrics] = []
-        self.result: TrainResult | None = None
+        self.outcome: TrainingOutcome | None = None
         self._cancel = threading.Event()
         self._task: BackgroundTask | None = None
         self.epoch_done.connect(self._record_epoch)
@@ -78,7 +87,7 @@ class TrainingController(QObject):
         if job.dataset_dir is None and not job.pairs_dir.is_dir():
             raise InputError(f"pairs directory {job.pairs_dir} does not exist; register first")
         self.history = []
-        self.result = None
+        self.outcome = None
         self._cancel = threading.Event()
         task = BackgroundTask(self._run, job, name="deepscope-gui-training", parent=self)
         task.finished.connect(self._on_finished)
@@ -86,7 +95,7 @@ class TrainingController(QObject):
         self._task = task
         task.start()
 
-    def _run(self, job: TrainingJob) -> TrainResult | None:
+    def _run(self, job: TrainingJob) -> TrainingOutcome | None:
         if job.dataset_dir is not None:
             from model.registration import register_dataset
 
@@ -101,7 +110,7 @@ class TrainingController(QObject):
         from model.training import train_model
 
         self.phase_changed.emit("training")
-        return train_model(
+        result = train_model(
             job.pairs_dir,
             job.model_dir,
             job.config,
@@ -109,17 +118,33 @@ class TrainingController(QObject):
             cancel=self._cancel,
             resume=job.resume,
         )
+        if not result.completed and self._cancel.is_set():
+            return TrainingOutcome(result, None, "cancelled")
+        from model.training.evaluate import evaluate_model
+
+        self.phase_changed.emit("evaluating")
+        device = job.config.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        out = job.model_dir / "evaluation"
+        try:
+            report = evaluate_model(job.model_dir, job.pairs_dir, out, device=device)
+        except InputError as exc:  # e.g. a pairs set without test fields
+            return TrainingOutcome(result, None, str(exc))
+        return TrainingOutcome(result, report)
 
     def _on_epoch(self, metrics: EpochMetrics) -> None:  # worker thread
         self.epoch_done.emit(metrics)
 
-    def _on_finished(self, result: TrainResult | None) -> None:
-        self.result = result
-        if result is None or (self._cancel.is_set() and not result.completed):
+    def _on_finished(self, outcome: TrainingOutcome | None) -> None:
+        self.outcome = outcome
+        if outcome is None or outcome.note == "cancelled":
             self.phase_changed.emit("cancelled")
             return
         self.phase_changed.emit("done")
-        self.finished.emit(result)
+        self.finished.emit(outcome)
 
     def _on_failed(self, exc: BaseException) -> None:
         self.phase_changed.emit("failed")

@@ -27,10 +27,15 @@ from PySide6.QtWidgets import (
 )
 
 from deepscope.errors import DeepscopeError, InputError
-from gui.training_controller import TrainingController, TrainingJob, evaluation_rows
+from gui.training_controller import (
+    TrainingController,
+    TrainingJob,
+    TrainingOutcome,
+    evaluation_rows,
+)
 
 if TYPE_CHECKING:
-    from model.training.config import EpochMetrics, TrainResult
+    from model.training.config import EpochMetrics
 
 
 class PathField(QWidget):
@@ -89,11 +94,23 @@ class TrainingPanel(QWidget):
         self.lr_spin.setRange(1e-6, 1.0)
         self.lr_spin.setSingleStep(1e-5)
         self.lr_spin.setValue(1e-4)
+        self.patch_spin = QSpinBox()
+        self.patch_spin.setRange(8, 1024)
+        self.patch_spin.setValue(60)
+        self.blocks_spin = QSpinBox()
+        self.blocks_spin.setRange(1, 32)
+        self.blocks_spin.setValue(5)
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(1, 512)
+        self.width_spin.setValue(32)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         form.addRow("epochs", self.epochs_spin)
         form.addRow("batch size", self.batch_spin)
         form.addRow("learning rate", self.lr_spin)
+        form.addRow("40x patch size", self.patch_spin)
+        form.addRow("residual blocks", self.blocks_spin)
+        form.addRow("base channels", self.width_spin)
         form.addRow("device", self.device_combo)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
@@ -109,7 +126,7 @@ class TrainingPanel(QWidget):
         side.addWidget(self.progress)
         side.addWidget(self.phase_label)
         self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["method", "val SSIM", "val PSNR (dB)"])
+        self.table.setHorizontalHeaderLabels(["method (test fields)", "SSIM", "PSNR (dB)"])
         side.addWidget(self.table)
 
         plots = QVBoxLayout()
@@ -143,6 +160,9 @@ class TrainingPanel(QWidget):
             epochs=self.epochs_spin.value(),
             batch_size=self.batch_spin.value(),
             lr=self.lr_spin.value(),
+            patch_size=self.patch_spin.value(),
+            num_blocks=self.blocks_spin.value(),
+            base_channels=self.width_spin.value(),
             device=self.device_combo.currentText(),
         )
         return TrainingJob(pairs_dir=pairs, model_dir=model_dir, config=config, dataset_dir=dataset)
@@ -185,9 +205,19 @@ class TrainingPanel(QWidget):
             f"epoch {metrics.epoch}: loss {metrics.train_loss:.4g}, val SSIM {metrics.val_ssim:.4f}"
         )
 
-    def show_result(self, result: TrainResult) -> None:
+    def show_result(self, outcome: TrainingOutcome) -> None:
         """Fill the evaluation table from a finished run."""
-        rows = evaluation_rows(result)
+        r = outcome.result
+        summary = (
+            f"done: best epoch {r.best_epoch}, val SSIM {r.best_val_ssim:.4f} "
+            f"(bicubic {r.bicubic_val_ssim:.4f})"
+        )
+        if outcome.report is None:
+            self.table.setRowCount(0)
+            self.phase_label.setText(f"{summary}; no evaluation: {outcome.note}")
+            return
+        self.phase_label.setText(summary)
+        rows = evaluation_rows(outcome.report)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, text in enumerate((row.method, f"{row.ssim:.4f}", f"{row.psnr_db:.2f}")):

@@ -88,8 +88,9 @@ def make_window(qtbot, sim_core, qt_leak_check: None) -> Iterator[Callable[..., 
     """
     made: list[MainWindow] = []
 
-    def make(model_dir: Path | None = None) -> MainWindow:
-        w = MainWindow(sim_core, enhancer=load_enhancer(model_dir), model_dir=model_dir)
+    def make(model_dir: Path | None = None, core=None) -> MainWindow:
+        core = sim_core if core is None else core
+        w = MainWindow(core, enhancer=load_enhancer(model_dir), model_dir=model_dir)
         made.append(w)
         w.show()
         qtbot.waitExposed(w)

@@ -1,0 +1,123 @@
+import pytest
+from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from acquire.dataset import open_dataset
+from simulators.core import make_core
+from simulators.faults import FaultConfig
+
+WAIT_MS = 90_000
+
+TINY_PLAN = """\
+name: gui-test
+region: {{x_um: 0.0, y_um: 0.0, width_um: 20.0, height_um: 14.0}}
+camera_roi: {{width: 64, height: 64}}
+tiles: {{objective: 40x, overlap: 0.15, exposure_ms: 1}}
+targets:
+  objective: 100x
+  count: 1
+  seed: 1
+  margin_um: 3.0
+  exposure_ms: 1
+  z: {{slices: 1, step_um: 0.4}}
+retries: {retries}
+"""
+
+
+@pytest.fixture
+def oil(monkeypatch):
+    """Answer the oil dialog with the next queued button; record how often it was shown."""
+    answers = {"next": QMessageBox.StandardButton.Ok, "asked": 0}
+
+    def question(parent, title, text, *args):
+        answers["asked"] += 1
+        assert "oil" in text
+        return answers["next"]
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return answers
+
+
+def run_plan(qtbot, window, text, out_dir, *, resume=False):
+    panel = window.acquisition_panel
+    panel.editor.setPlainText(text)
+    panel.out_field.edit.setText(str(out_dir))
+    panel.resume_box.setChecked(resume)
+    ctrl = window.acquisition
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not ctrl.running, timeout=WAIT_MS)
+    return ctrl
+
+
+def test_acquisition_runs_with_oil_dialog_then_resumes(qtbot, make_window, tmp_path, oil, messages):
+    window = make_window()
+    panel = window.acquisition_panel
+    out = tmp_path / "ds"
+    # stop at the oil pause: tiles done, targets pending
+    oil["next"] = QMessageBox.StandardButton.Cancel
+    ctrl = run_plan(qtbot, window, TINY_PLAN.format(retries=1), out)
+    qtbot.waitUntil(lambda: ctrl.summary is not None, timeout=WAIT_MS)
+    assert messages == []
+    assert oil["asked"] == 1
+    first = ctrl.summary
+    assert first.cancelled
+    tiles = len(open_dataset(out).done("tile"))
+    assert tiles >= 2
+    assert panel.field_list.count() == tiles
+    qtbot.waitUntil(lambda: panel.image.image is not None, timeout=WAIT_MS)
+    assert panel.field_label.text().startswith("current field: ")
+    assert panel.run_button.isEnabled()
+
+    # resume the interrupted dataset, this time with oil on
+    oil["next"] = QMessageBox.StandardButton.Ok
+    ctrl = run_plan(qtbot, window, TINY_PLAN.format(retries=1), out, resume=True)
+    qtbot.waitUntil(lambda: ctrl.summary is not None, timeout=WAIT_MS)
+    s = ctrl.summary
+    assert not s.cancelled
+    assert s.skipped == tiles
+    assert s.failed == 0
+    ds = open_dataset(out)
+    assert len(ds.done("target")) == 1
+    assert panel.field_list.count() == tiles + 1
+    assert panel.progress.value() == panel.progress.maximum()
+    assert "done" in panel.phase_label.text()
+
+
+def test_failed_fields_are_marked(qtbot, make_window, monkeypatch, tmp_path, oil, messages):
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
+    core = make_core(seed=0, sensor=(96, 128), faults=FaultConfig(fail_snaps=(1,)))
+    window = make_window(core=core)
+    ctrl = run_plan(qtbot, window, TINY_PLAN.format(retries=0), tmp_path / "ds")
+    qtbot.waitUntil(lambda: ctrl.summary is not None, timeout=WAIT_MS)
+    assert ctrl.summary.failed == 1
+    items = [window.acquisition_panel.field_list.item(i) for i in range(ctrl.summary.total)]
+    red = [it for it in items if it.foreground().color().name() == "#ff0000"]
+    assert len(red) == 1
+    assert "failed" in red[0].text()
+    assert "simulated fault" in red[0].toolTip()
+
+
+def test_plan_outside_stage_limits_shows_message(qtbot, make_window, tmp_path, oil, messages):
+    window = make_window()
+    far = TINY_PLAN.format(retries=0).replace("x_um: 0.0", "x_um: 900000.0")
+    run_plan(qtbot, window, far, tmp_path / "ds")
+    qtbot.waitUntil(lambda: len(messages) == 1, timeout=WAIT_MS)
+    assert "stage" in messages[0] or "travel" in messages[0]
+    assert window.acquisition_panel.run_button.isEnabled()
+    assert oil["asked"] == 0
+    assert window.core.getXPosition() == pytest.approx(0.0)
+
+
+def test_invalid_plan_text_shows_message(qtbot, make_window, tmp_path, messages):
+    window = make_window()
+    panel = window.acquisition_panel
+    panel.editor.setPlainText("region: [1, 2")
+    assert not panel.check_plan()
+    panel.editor.setPlainText("region: {x_um: 0, y_um: 0, width_um: -5, height_um: 5}")
+    panel.out_field.edit.setText(str(tmp_path / "ds"))
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert len(messages) == 2
+    assert "YAML" in messages[0]
+    assert "width_um" in messages[1]
+    assert not window.acquisition.running

@@ -1,0 +1,82 @@
+import pytest
+from dlm_pairs import write_pairs
+from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
+from PySide6.QtCore import Qt
+
+WAIT_MS = 120_000
+
+
+def fill_form(panel, pairs, model_dir, *, epochs, dataset=None):
+    panel.register_box.setChecked(dataset is not None)
+    if dataset is not None:
+        panel.dataset_field.edit.setText(str(dataset))
+    panel.pairs_field.edit.setText(str(pairs))
+    panel.model_field.edit.setText(str(model_dir))
+    panel.epochs_spin.setValue(epochs)
+    panel.batch_spin.setValue(12)
+    panel.lr_spin.setValue(1e-3)
+    panel.patch_spin.setValue(24)
+    panel.blocks_spin.setValue(2)
+    panel.width_spin.setValue(8)
+    panel.device_combo.setCurrentText("cpu")
+
+
+def test_training_draws_curves_and_evaluation_table(qtbot, make_window, tmp_path, messages):
+    pairs = write_pairs(tmp_path / "pairs", n_train=4, n_val=1, n_test=1)
+    window = make_window()
+    panel, ctrl = window.training_panel, window.training
+    fill_form(panel, pairs, tmp_path / "model", epochs=2)
+    phases = []
+    ctrl.phase_changed.connect(phases.append)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert not panel.start_button.isEnabled()
+    qtbot.waitUntil(lambda: ctrl.outcome is not None, timeout=WAIT_MS)
+    assert messages == []
+    assert phases == ["training", "evaluating", "done"]
+    hist = ctrl.history
+    assert [m.epoch for m in hist] == [1, 2]
+    xs, ys = panel.loss_curve.getData()
+    assert list(xs) == [1, 2]
+    assert list(ys) == pytest.approx([m.train_loss for m in hist])
+    _, ssim = panel.ssim_curve.getData()
+    assert list(ssim) == pytest.approx([m.val_ssim for m in hist])
+    report = ctrl.outcome.report
+    assert panel.table.rowCount() == 3
+    assert [panel.table.item(i, 0).text() for i in range(3)] == [
+        "bicubic",
+        "network",
+        "network_x2",
+    ]
+    assert float(panel.table.item(1, 1).text()) == pytest.approx(
+        report.mean["network_ssim"], abs=1e-4
+    )
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert panel.start_button.isEnabled()
+    assert panel.progress.value() == 2
+
+
+def test_cancel_stops_training(qtbot, make_window, tmp_path, messages):
+    pairs = write_pairs(tmp_path / "pairs", n_train=4, n_val=1, n_test=1)
+    window = make_window()
+    panel, ctrl = window.training_panel, window.training
+    fill_form(panel, pairs, tmp_path / "model", epochs=500)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(ctrl.history) >= 1, timeout=WAIT_MS)
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not ctrl.running, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.phase_label.text() == "cancelled", timeout=WAIT_MS)
+    assert len(ctrl.history) < 500
+    assert panel.table.rowCount() == 0
+    assert messages == []
+
+
+def test_missing_directories_show_message(qtbot, make_window, tmp_path, messages):
+    window = make_window()
+    panel = window.training_panel
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert len(messages) == 1
+    assert "pairs directory" in messages[0]
+    fill_form(panel, tmp_path / "nothing-here", tmp_path / "model", epochs=1)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert "does not exist" in messages[1]
+    assert not window.training.running
