@@ -192,8 +192,10 @@ def test_cuda_optimized_matches_fp32(
 
 
 @CUDA
-def test_cuda_fp32_tiled_equals_cpu(net: DeepMicroscopyNet, config: ModelConfig) -> None:
-    torch.backends.cudnn.allow_tf32 = False
+def test_cuda_fp32_tiled_equals_cpu(
+    net: DeepMicroscopyNet, config: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     img = specimen(150, 170)
     ref = Enhancer(net, config, device="cpu", precision="fp32").enhance(img)
     out = Enhancer(net, config, device="cuda", precision="fp32", tile=64).enhance(img)
