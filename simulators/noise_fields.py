@@ -58,3 +58,42 @@ def fractal_noise(
         norm += amp
         amp /= 2
     return total / np.float32(norm)
+
+
+def _axis(coords: np.ndarray, scale_um: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lattice cell index (from the first node), smoothed fraction, and first node of one axis."""
+    g = np.asarray(coords, np.float64) / scale_um
+    i0 = np.floor(g)
+    t = (g - i0).astype(np.float32)
+    t = t * t * t * (t * (t * 6 - 15) + 10)
+    first = int(i0.min())
+    return (i0 - first).astype(np.intp), t, first
+
+
+def value_noise_grid(xs_um: np.ndarray, ys_um: np.ndarray, scale_um: float, key: int) -> np.ndarray:
+    """:func:`value_noise` on the grid ``ys_um x xs_um`` (1-D axes), as ``(len(ys), len(xs))``.
+
+    Separable: lattice values are hashed once per node, interpolated along y, then along x.
+    """
+    ix, tx, fx = _axis(xs_um, scale_um)
+    iy, ty, fy = _axis(ys_um, scale_um)
+    nx, ny = int(ix.max()) + 2, int(iy.max()) + 2
+    gx = np.broadcast_to(np.arange(fx, fx + nx)[None, :], (ny, nx))
+    gy = np.broadcast_to(np.arange(fy, fy + ny)[:, None], (ny, nx))
+    lattice = hash_uniform(gx, gy, key)
+    rows = lattice[iy] * (1 - ty)[:, None] + lattice[iy + 1] * ty[:, None]
+    return rows[:, ix] * (1 - tx)[None, :] + rows[:, ix + 1] * tx[None, :]
+
+
+def fractal_noise_grid(
+    xs_um: np.ndarray, ys_um: np.ndarray, scale_um: float, key: int, octaves: int = 3
+) -> np.ndarray:
+    """:func:`fractal_noise` on the grid ``ys_um x xs_um`` (1-D axes)."""
+    total = np.zeros((np.size(ys_um), np.size(xs_um)), np.float32)
+    norm = 0.0
+    amp = 1.0
+    for k in range(octaves):
+        total += amp * value_noise_grid(xs_um, ys_um, scale_um / 2**k, key * 131 + k)
+        norm += amp
+        amp /= 2
+    return total / np.float32(norm)

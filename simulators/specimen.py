@@ -16,7 +16,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from simulators.noise_fields import fractal_noise, hash_uniform, value_noise
+from simulators.noise_fields import (
+    fractal_noise,
+    fractal_noise_grid,
+    hash_uniform,
+    value_noise,
+    value_noise_grid,
+)
 
 #: Optical density per unit stain (RGB), Ruifrok & Johnston colour deconvolution vectors.
 HEMATOXYLIN_OD = np.array([0.65, 0.70, 0.29], dtype=np.float32)
@@ -90,8 +96,13 @@ class TissueSpecimen:
     # -- where the tissue is ----------------------------------------------------------------
     def tissue_density(self, x_um: np.ndarray, y_um: np.ndarray) -> np.ndarray:
         """Tissue presence in [0, 1] (0 = glass) at slide coordinates; sections, gaps and holes."""
-        field = fractal_noise(x_um, y_um, 400.0, self.seed * 7 + 1, octaves=3)
-        holes = value_noise(x_um, y_um, 40.0, self.seed * 7 + 2)
+        return self._density(
+            fractal_noise(x_um, y_um, 400.0, self.seed * 7 + 1, octaves=3),
+            value_noise(x_um, y_um, 40.0, self.seed * 7 + 2),
+        )
+
+    @staticmethod
+    def _density(field: np.ndarray, holes: np.ndarray) -> np.ndarray:
         edge = np.clip((field - 0.36) / 0.04, 0.0, 1.0)
         hole = np.clip((holes - 0.9) / 0.03, 0.0, 1.0)
         return (edge * (1.0 - hole)).astype(np.float32)
@@ -109,45 +120,47 @@ class TissueSpecimen:
         rng = np.random.default_rng([self.seed, key, ci & 0xFFFF, cj & 0xFFFF])
         x0, y0 = cj * _CELL_UM, ci * _CELL_UM
         n_layers = len(self.layers_z_um)
-        nuclei: list[_Nucleus] = []
         cellularity = float(value_noise(np.array(x0), np.array(y0), 90.0, self.seed * 7 + 4))
-        for _ in range(int(rng.poisson(4 + 12 * cellularity))):
-            x, y = x0 + rng.uniform(0, _CELL_UM), y0 + rng.uniform(0, _CELL_UM)
-            if self.tissue_density(np.array(x), np.array(y)) < 0.5:
-                continue
-            r = rng.uniform(2.2, 4.5)
-            nuclei.append(
-                _Nucleus(
-                    x,
-                    y,
-                    r,
-                    r * rng.uniform(0.55, 1.0),
-                    rng.uniform(0, 180),
-                    int(rng.integers(n_layers)),
-                    rng.uniform(0.7, 1.3),
-                )
-            )
+
+        def places(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            x = x0 + rng.uniform(0, _CELL_UM, n)
+            y = y0 + rng.uniform(0, _CELL_UM, n)
+            return x, y, self.tissue_density(x, y) >= 0.5
+
+        n = int(rng.poisson(4 + 12 * cellularity))
+        x, y, keep = places(n)
+        r = rng.uniform(2.2, 4.5, n)
+        ratio, angle = rng.uniform(0.55, 1.0, n), rng.uniform(0, 180, n)
+        layer, darkness = rng.integers(n_layers, size=n), rng.uniform(0.7, 1.3, n)
+        nuclei = [
+            _Nucleus(x[k], y[k], r[k], r[k] * ratio[k], angle[k], int(layer[k]), darkness[k])
+            for k in np.flatnonzero(keep)
+        ]
+        n = int(rng.poisson(3 + 6 * (1 - cellularity)))
+        x, y, keep = places(n)
         fibres: list[_Fibre] = []
-        for _ in range(int(rng.poisson(3 + 6 * (1 - cellularity)))):
-            x, y = x0 + rng.uniform(0, _CELL_UM), y0 + rng.uniform(0, _CELL_UM)
-            if self.tissue_density(np.array(x), np.array(y)) < 0.5:
-                continue
+        for k in range(n):
             steps = int(rng.integers(6, 14))
             heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.25, steps))
             seg = rng.uniform(1.0, 1.8)
-            pts = np.stack(
-                [x + np.cumsum(seg * np.cos(heading)), y + np.cumsum(seg * np.sin(heading))], axis=1
+            width, fl, strength = (
+                rng.uniform(0.15, 0.7),
+                int(rng.integers(n_layers)),
+                rng.uniform(0.4, 0.9),
             )
-            fibres.append(
-                _Fibre(
-                    pts, rng.uniform(0.15, 0.7), int(rng.integers(n_layers)), rng.uniform(0.4, 0.9)
+            if keep[k]:
+                pts = np.stack(
+                    [
+                        x[k] + np.cumsum(seg * np.cos(heading)),
+                        y[k] + np.cumsum(seg * np.sin(heading)),
+                    ],
+                    axis=1,
                 )
-            )
-        discs: list[_Disc] = []
-        for _ in range(int(rng.poisson(0.6))):
-            x, y = x0 + rng.uniform(0, _CELL_UM), y0 + rng.uniform(0, _CELL_UM)
-            if self.tissue_density(np.array(x), np.array(y)) >= 0.5:
-                discs.append(_Disc(x, y, rng.uniform(3.2, 3.9), int(rng.integers(n_layers))))
+                fibres.append(_Fibre(pts, width, fl, strength))
+        n = int(rng.poisson(0.6))
+        x, y, keep = places(n)
+        r, layer = rng.uniform(3.2, 3.9, n), rng.integers(n_layers, size=n)
+        discs = [_Disc(x[k], y[k], r[k], int(layer[k])) for k in np.flatnonzero(keep)]
         return nuclei, fibres, discs
 
     # -- rendering --------------------------------------------------------------------------
@@ -158,9 +171,13 @@ class TissueSpecimen:
         n_layers = len(self.layers_z_um)
         xs = (x0_um + np.arange(cols) * pitch_um)[None, :]
         ys = (y0_um + np.arange(rows) * pitch_um)[:, None]
-        density = self.tissue_density(xs, ys)
-        stroma = density * (0.12 + 0.45 * fractal_noise(xs, ys, 6.0, self.seed * 7 + 5, octaves=4))
-        chromatin = fractal_noise(xs, ys, 0.8, self.seed * 7 + 6, octaves=3)
+        x1, y1 = xs[0], ys[:, 0]
+        density = self._density(
+            fractal_noise_grid(x1, y1, 400.0, self.seed * 7 + 1, octaves=3),
+            value_noise_grid(x1, y1, 40.0, self.seed * 7 + 2),
+        )
+        stroma = density * (0.12 + 0.45 * fractal_noise_grid(x1, y1, 6.0, self.seed * 7 + 5, 4))
+        chromatin = fractal_noise_grid(x1, y1, 0.8, self.seed * 7 + 6, octaves=3)
 
         nuc = np.zeros((n_layers, rows, cols), np.uint8)
         rim = np.zeros((n_layers, rows, cols), np.uint8)
