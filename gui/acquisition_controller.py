@@ -67,6 +67,7 @@ class AcquisitionController(QObject):
     oil_requested = Signal()
     finished = Signal(object)  # AcquisitionSummary
     failed = Signal(str)
+    running_changed = Signal(bool)
 
     def __init__(self, core: CMMCorePlus, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -99,9 +100,10 @@ class AcquisitionController(QObject):
             self._run, plan, self.out_dir, resume, name="deepscope-gui-acquisition", parent=self
         )
         task.finished.connect(self._on_finished)
-        task.failed.connect(lambda exc: self.failed.emit(str(exc)))
+        task.failed.connect(self._on_failed)
         self._task = task
         task.start()
+        self.running_changed.emit(True)
 
     def _run(self, plan: AcquisitionPlan, out_dir: Path, resume: bool) -> AcquisitionSummary:
         from acquire.runner import run_acquisition
@@ -172,7 +174,13 @@ class AcquisitionController(QObject):
     def _on_finished(self, summary: AcquisitionSummary) -> None:
         self.summary = summary
         self.refresh_fields()
+        self.running_changed.emit(False)
         self.finished.emit(summary)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self.refresh_fields()
+        self.running_changed.emit(False)
+        self.failed.emit(str(exc))
 
     def cancel(self) -> None:
         """Stop after the current field; completed fields stay and can be resumed."""

@@ -128,6 +128,7 @@ class AcquisitionPanel(QWidget):
         controller.oil_requested.connect(self.ask_for_oil)
         controller.finished.connect(self.show_summary)
         controller.failed.connect(self._on_failed)
+        controller.running_changed.connect(self._set_running)
         self._before_start = before_start
 
     # -- plan text ---------------------------------------------------------------------------
@@ -189,7 +190,6 @@ class AcquisitionPanel(QWidget):
         self.field_list.clear()
         self.progress.setValue(0)
         self.phase_label.setText("starting")
-        self._set_running(True)
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
@@ -239,7 +239,6 @@ class AcquisitionPanel(QWidget):
 
     def show_summary(self, s: AcquisitionSummary) -> None:
         """Final counts; failures stay marked in the list."""
-        self._set_running(False)
         state = "cancelled" if s.cancelled else "done"
         self.phase_label.setText(
             f"{state}: {s.done} done, {s.failed} failed, {s.skipped} already done, "
@@ -247,7 +246,6 @@ class AcquisitionPanel(QWidget):
         )
 
     def _on_failed(self, message: str) -> None:
-        self._set_running(False)
         self.phase_label.setText("failed")
         self._warn(message)
 

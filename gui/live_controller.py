@@ -98,8 +98,8 @@ class LiveController(QObject):
     # -- state -------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        """True while the live pipeline runs."""
-        return self._pipeline is not None and self._pipeline.running
+        """True from :meth:`start` to :meth:`stop` (which the poll calls when the run failed)."""
+        return self._pipeline is not None
 
     @property
     def scale(self) -> float | None:
@@ -140,8 +140,12 @@ class LiveController(QObject):
         self._timer.stop()
         if pipeline is None:
             return
-        stats = pipeline.stop(timeout=5.0)
-        self.stats_changed.emit(stats)
+        try:
+            stats = pipeline.stop(timeout=5.0)
+        except Exception as exc:  # what stopped the run (camera, model, disk): tell the user
+            self.failed.emit(f"live mode stopped: {exc}")
+        else:
+            self.stats_changed.emit(stats)
         self.running_changed.emit(False)
 
     def toggle(self) -> None:
@@ -155,6 +159,9 @@ class LiveController(QObject):
         """Fetch the newest frame and the statistics from the pipeline (timer slot)."""
         pipeline = self._pipeline
         if pipeline is None:
+            return
+        if pipeline.error is not None:
+            self.stop()
             return
         frame = pipeline.latest()
         if frame is not None and frame.index != self._last_index:

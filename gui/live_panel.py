@@ -170,7 +170,7 @@ class LivePanel(QWidget):
         return box
 
     def _camera_box(self) -> QGroupBox:
-        box = QGroupBox("Camera and objective")
+        box = self.camera_box = QGroupBox("Camera and objective")
         form = QFormLayout(box)
         core = self.controller.core
         self.exposure_spin = QDoubleSpinBox()
@@ -190,7 +190,7 @@ class LivePanel(QWidget):
         return box
 
     def _stage_box(self) -> QGroupBox:
-        box = QGroupBox("Stage (arrow keys, Page Up/Down)")
+        box = self.stage_box = QGroupBox("Stage (arrow keys, Page Up/Down)")
         grid = QGridLayout(box)
         self.step_spin = QDoubleSpinBox()
         self.step_spin.setRange(0.1, 10_000.0)
@@ -317,6 +317,12 @@ class LivePanel(QWidget):
         else:
             self.model_label.setText(f"{model_dir} (scale {self.controller.scale})")
 
+    def set_camera_available(self, available: bool) -> None:
+        """Enable or disable live and snap (the camera is busy with an acquisition)."""
+        for w in (self.live_button, self.snap_button, self.camera_box, self.stage_box):
+            w.setEnabled(available)
+        self.status.setText("" if available else "camera busy: acquisition running")
+
     def _warn(self, message: str) -> None:
         QMessageBox.warning(self, "deepscope", message)
 
@@ -373,6 +379,8 @@ class LivePanel(QWidget):
 
     def step_xy(self, sx: int, sy: int) -> None:
         """Move the stage by (sx, sy) steps of the xy step size."""
+        if not self.stage_box.isEnabled():
+            return
         step = self.step_spin.value()
         try:
             self.controller.move_xy(sx * step, sy * step)
@@ -381,6 +389,8 @@ class LivePanel(QWidget):
 
     def step_z(self, sign: int) -> None:
         """Move the focus by *sign* focus steps."""
+        if not self.stage_box.isEnabled():
+            return
         try:
             self.controller.move_z(sign * self.focus_spin.value())
         except (DeepscopeError, RuntimeError) as exc:

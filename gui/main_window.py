@@ -53,6 +53,9 @@ class MainWindow(QMainWindow):
         self.live_panel = LivePanel(self.live, max_display_px=max_display_px)
         self.acquisition = AcquisitionController(core, parent=self)
         self.acquisition_panel = AcquisitionPanel(self.acquisition, before_start=self.live.stop)
+        self.acquisition.running_changed.connect(
+            lambda running: self.live_panel.set_camera_available(not running)
+        )
         self.training = TrainingController(parent=self)
         self.training_panel = TrainingPanel(self.training)
         self.tabs = QTabWidget()

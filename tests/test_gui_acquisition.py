@@ -54,6 +54,11 @@ def test_acquisition_runs_with_oil_dialog_then_resumes(qtbot, make_window, tmp_p
     window = make_window()
     panel = window.acquisition_panel
     out = tmp_path / "ds"
+    camera_free = []
+    window.acquisition.running_changed.connect(
+        lambda running: camera_free.append(window.live_panel.live_button.isEnabled())
+    )
+    window.live.start()  # running the plan stops live mode: one user of the camera
     # stop at the oil pause: tiles done, targets pending
     oil["next"] = QMessageBox.StandardButton.Cancel
     ctrl = run_plan(qtbot, window, TINY_PLAN.format(retries=1), out)
@@ -62,6 +67,8 @@ def test_acquisition_runs_with_oil_dialog_then_resumes(qtbot, make_window, tmp_p
     assert oil["asked"] == 1
     first = ctrl.summary
     assert first.cancelled
+    assert not window.live.running
+    assert camera_free == [False, True]
     tiles = len(open_dataset(out).done("tile"))
     assert tiles >= 2
     assert panel.field_list.count() == tiles

@@ -162,3 +162,16 @@ def test_loading_a_model_while_live_enhances_new_frames(qtbot, make_window, tiny
     qtbot.waitUntil(lambda: panel.enhanced_pane.item.image is not None, timeout=WAIT_MS)
     w.live.stop()
     assert "scale 2.5" in panel.model_label.text()
+
+
+def test_model_failing_on_frames_stops_live_with_message(qtbot, make_window, tmp_path, messages):
+    from gui.screenshot import tiny_model_dir
+
+    mono = tiny_model_dir(tmp_path / "mono", channels=1)  # the camera is RGB
+    window = make_window(mono)
+    window.live.start()
+    qtbot.waitUntil(lambda: not window.live.running, timeout=WAIT_MS)
+    assert len(messages) == 1
+    assert "live mode stopped" in messages[0]
+    assert "does not fit the model" in messages[0]
+    assert window.live_panel.live_button.text() == "Start live"
