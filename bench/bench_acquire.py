@@ -1,0 +1,125 @@
+"""Overhead of the acquisition pipeline over the bare simulated hardware.
+
+For the same plan and simulator seed, times (a) ``run_acquisition`` end to end (pycromanager
+events and hooks, read-back, OME-TIFF writing, manifest) and (b) the bare core calls the run
+made: objective changes, XY/Z moves and snaps, replayed from the dataset. Both start from a
+fresh core; one discarded warm-up run first fills the simulator's process-wide PSF cache, so that
+neither side pays for it. Prints medians per field and the overhead ratio as JSON.
+
+    python bench/bench_acquire.py --repeats 5 --roi 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from acquire.dataset import open_dataset
+from acquire.plan import AcquisitionPlan
+from acquire.runner import run_acquisition
+from simulators import make_core
+
+
+def make_plan(roi: int) -> AcquisitionPlan:
+    return AcquisitionPlan.from_dict(
+        {
+            "name": "bench",
+            "region": {
+                "x_um": 0,
+                "y_um": 0,
+                "width_um": 0.185 * roi * 2.5,
+                "height_um": 0.185 * roi * 2.5,
+            },
+            "camera_roi": {"width": roi, "height": roi},
+            "tiles": {"exposure_ms": 5},
+            "targets": {
+                "count": 6,
+                "seed": 0,
+                "exposure_ms": 10,
+                "z": {"slices": 5, "step_um": 0.4},
+            },
+        }
+    )
+
+
+def replay(out: Path, seed: int, roi: int) -> float:
+    """Seconds for the bare core calls behind the dataset in *out* (same order)."""
+    ds = open_dataset(out)
+    steps = []
+    for rec in ds.done():
+        _, meta = ds.load(rec)
+        exposure = ds.info.plan["tiles" if rec.role == "tile" else "targets"]["exposure_ms"]
+        steps.extend((rec.objective, exposure, p.x_um, p.y_um, p.z_um) for p in meta.planes)
+    core = make_core(seed=seed)
+    w, h = core.getImageWidth(), core.getImageHeight()
+    core.setROI((w - roi) // 2, (h - roi) // 2, roi, roi)
+    current = None
+    t0 = time.perf_counter()
+    for objective, exposure, x, y, z in steps:
+        if objective != current:
+            core.setConfig("Objective", objective)
+            core.waitForConfig("Objective", objective)
+            core.setExposure(exposure)
+            current = objective
+        core.setXYPosition(x, y)
+        core.waitForDevice(core.getXYStageDevice())
+        core.setPosition(z)
+        core.waitForDevice(core.getFocusDevice())
+        core.snapImage()
+        core.getImage()
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--roi", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    plan = make_plan(args.roi)
+    pipeline, bare = [], []
+    n_fields = 0
+    for i in range(args.repeats + 1):
+        tmp = Path(tempfile.mkdtemp(prefix="bench_acq_"))
+        try:
+            core = make_core(seed=args.seed)
+            t0 = time.perf_counter()
+            summary = run_acquisition(plan, tmp / "ds", core)
+            elapsed = time.perf_counter() - t0
+            n_fields = summary.done
+            bare_s = replay(tmp / "ds", args.seed, args.roi)
+            if i > 0:  # run 0 is the warm-up
+                pipeline.append(elapsed)
+                bare.append(bare_s)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    p_med, b_med = statistics.median(pipeline), statistics.median(bare)
+    result = {
+        "fields": n_fields,
+        "roi": args.roi,
+        "repeats": args.repeats,
+        "pipeline_s_per_field_median": p_med / n_fields,
+        "bare_s_per_field_median": b_med / n_fields,
+        "overhead_ratio_median": p_med / b_med - 1,
+        "pipeline_s": pipeline,
+        "bare_s": bare,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
