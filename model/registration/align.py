@@ -114,12 +114,15 @@ def refine_ecc(
     image: np.ndarray,
     init: np.ndarray,
     *,
+    motion: int = cv2.MOTION_AFFINE,
     sigma: float = 1.0,
     iterations: int = 200,
     eps: float = 1e-6,
 ) -> tuple[np.ndarray, float]:
-    """Affine map ``template -> image`` maximising the enhanced correlation coefficient.
+    """Map ``template -> image`` maximising the enhanced correlation coefficient (ECC).
 
+    *motion* is an OpenCV motion type: ``MOTION_AFFINE`` fits all six parameters,
+    ``MOTION_TRANSLATION`` only the shift and keeps the linear part of *init*.
     Both images are smoothed with a Gaussian of *sigma* pixels first, and the template's
     border (where smoothing sees the edge) is left out: ECC's own smoothing includes that
     border and biases the scale by ~0.1 %. Returns the 2x3 matrix and the final correlation;
@@ -134,12 +137,23 @@ def refine_ecc(
         np.ascontiguousarray(tpl),
         np.ascontiguousarray(img),
         warp,
-        cv2.MOTION_AFFINE,
+        motion,
         criteria,
         np.empty((0, 0), np.uint8),  # no mask
         1,
     )
     return compose(np.asarray(found, dtype=np.float64), translation(-m, -m)), float(cc)
+
+
+def flatten(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Divide by the local mean (Gaussian of *sigma* pixels): removes shading and vignetting.
+
+    Bright-field images of one area through two objectives differ in illumination fall-off;
+    left in, the smooth difference pulls the ECC optimum away from the true alignment.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    local = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return np.asarray(img / np.maximum(local, 1e-6), dtype=np.float32)
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:

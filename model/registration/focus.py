@@ -38,16 +38,27 @@ def normalized_variance(image: np.ndarray) -> float:
 
 
 def sharpness(image: np.ndarray) -> float:
-    """Contrast-independent sharpness: std of the Laplacian relative to the image std.
+    """Contrast- and shading-independent sharpness: fine-band over coarse-band energy.
 
+    The ratio of the std of two difference-of-Gaussian bands (sigma 1-2 and 2-4 pixels):
+    defocus removes the fine band first; smooth shading and the overall contrast cancel.
     Comparable between two images of the same area on the same pixel grid (e.g. a 40x crop
     and the 100x field downsampled to it): the blurrier image has the lower value.
     """
-    gray = cv2.GaussianBlur(to_gray(image), (0, 0), 0.7)
-    std = float(gray.std())
-    if std == 0.0:
-        return 0.0
-    return float(cv2.Laplacian(gray, cv2.CV_32F).std()) / std
+    gray = to_gray(image)
+    g1, g2, g4 = (cv2.GaussianBlur(gray, (0, 0), s) for s in (1.0, 2.0, 4.0))
+    coarse = float((g2 - g4).std())
+    return float((g1 - g2).std()) / coarse if coarse > 0 else 0.0
+
+
+def texture(image: np.ndarray, sigma: float) -> float:
+    """Relative texture: std of the image divided by its local mean (Gaussian of *sigma*).
+
+    Shading (vignetting) cancels, so bare glass scores near its noise level.
+    """
+    gray = to_gray(image)
+    local = cv2.GaussianBlur(gray, (0, 0), sigma)
+    return float((gray / np.maximum(local, 1e-6)).std())
 
 
 def best_focus_index(stack: np.ndarray) -> int:

@@ -45,7 +45,6 @@ class Mosaic:
     tile_shape: tuple[int, int]
     shape: tuple[int, int]
     edges: list[Edge] = field(default_factory=list)
-    gray: np.ndarray | None = None
 
     def compose(self, tiles: list[np.ndarray]) -> np.ndarray:
         """Paste *tiles* (gray or colour) at their rounded positions; later tiles on top."""

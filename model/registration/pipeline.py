@@ -1,0 +1,400 @@
+"""``register_dataset``: a dataset (or a folder of OME-TIFFs) in, a pairs directory out."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm import tqdm
+
+from deepscope.atomic import remove_partials
+from deepscope.errors import InputError
+from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
+from model.pairs import Pair, PairSet, Transform, save_pairset
+from model.registration import align, qc
+from model.registration.focus import best_focus_index, to_gray
+from model.registration.pairing import (
+    Located,
+    Rejection,
+    Thresholds,
+    TileSet,
+    collapse_stack,
+    cut_pair,
+    final_transform,
+    fit_common,
+    locate_field,
+)
+from model.registration.sources import FieldEntry, Inputs, open_inputs
+from model.registration.splits import assign_splits
+from model.registration.stitch import stitch_tiles
+
+log = logging.getLogger("deepscope.registration")
+
+PAIRS_SUBDIR = "pairs"
+CACHE_SUBDIR = ".cache"
+#: Fewer accepted fields than this: each keeps its own rotation and scale.
+MIN_FIELDS_FOR_COMMON = 3
+
+
+class RegistrationOptions(BaseModel):
+    """Settings of ``deepscope register``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    edof: bool = Field(True, description="fuse the 100x z-stack (wavelet EDOF); else best slice")
+    min_ncc: float = Field(0.5, ge=-1.0, le=1.0, description="lowest accepted NCC")
+    seed: int = Field(0, description="seed of the train/val/test split")
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    search_radius_um: float = Field(25.0, gt=0, description="search window around the prior")
+    max_stage_error_um: float = Field(
+        25.0, gt=0, description="largest tile stage error credited by the stitching"
+    )
+    min_contrast: float = Field(
+        0.008, ge=0, description="lowest texture (std of the flat-fielded 100x field)"
+    )
+    min_focus_ratio: float = Field(
+        0.6, ge=0, description="lowest 100x/40x sharpness ratio on the 40x grid"
+    )
+    max_residual_px: float = Field(0.5, gt=0, description="largest affine-vs-similarity RMS")
+    max_scale_error: float = Field(0.05, gt=0, description="largest deviation from nominal")
+    min_crop_px: int = Field(32, ge=8, description="smallest 40x crop side")
+    overview_pairs: int = Field(3, ge=0, description="pairs shown in qc_overview.png")
+    common_similarity: bool = Field(
+        True, description="one rotation and scale for all fields (they belong to the objectives)"
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in v) or not math.isclose(sum(v), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions {v} must be >= 0 and sum to 1")
+        return v
+
+
+class RegistrationSummary(BaseModel):
+    """What ``register_dataset`` produced."""
+
+    model_config = ConfigDict(frozen=True)
+
+    out_dir: str
+    source: str
+    fields: int
+    accepted: int
+    rejected: int
+    rejections: dict[str, int]
+    splits: dict[str, int]
+    scale: float
+    common_rotation_deg: float | None
+    common_scale: float | None
+    stitch_edges: int
+    stitch_edges_rejected: int
+    seconds: float
+    seconds_per_field: float
+
+
+def _white_level(dtype: str, peak: float) -> float:
+    """White level of stored intensities: the dtype's, or the smallest bit depth holding *peak*."""
+    if dtype == "uint8":
+        return 255.0
+    if dtype == "uint16":
+        for bits in (8, 10, 12, 14, 16):
+            if peak <= 2**bits - 1:
+                return float(2**bits - 1)
+    return max(1.0, float(peak))
+
+
+def _scale_fraction(ratio: float) -> Fraction:
+    frac = Fraction(ratio).limit_denominator(8)
+    if not math.isclose(float(frac), ratio, rel_tol=2e-3):
+        raise InputError(
+            f"pixel size ratio {ratio:.4f} of tiles to targets is not a simple fraction "
+            "(like 2.5); lr/hr grids cannot be matched exactly"
+        )
+    return frac
+
+
+def _load_tiles(inputs: Inputs, max_shift_px: float) -> TileSet:
+    images, grays = [], []
+    for entry in tqdm(inputs.tiles, desc="tiles", unit="tile", leave=False):
+        stack, _ = read_ome_tiff(entry.path)
+        img = stack[best_focus_index(stack)] if stack.shape[0] > 1 else stack[0]
+        images.append(img)
+        grays.append(to_gray(img))
+    p = inputs.tile_pixel_um
+    centres = np.array([(e.x_um, e.y_um) for e in inputs.tiles])
+    mosaic = stitch_tiles(grays, centres / p, max_shift_px=max_shift_px)
+    gray = mosaic.compose(grays)
+    return TileSet(images, grays, centres, mosaic, gray, p, [e.field_id for e in inputs.tiles])
+
+
+@dataclass
+class Accepted:
+    """An accepted field: its files (relative to the pairs directory) and measurements."""
+
+    lr: str
+    hr: str
+    ncc: float
+    residual: float
+    to_mosaic: np.ndarray
+    corners: np.ndarray
+    metrics: dict[str, Any]
+
+
+def _finish(
+    loc: Located,
+    image: np.ndarray,
+    entry: FieldEntry,
+    common: tuple[float, float] | None,
+    tiles: TileSet,
+    pairs_dir: Path,
+    frac: Fraction,
+    opts: RegistrationOptions,
+    white: float,
+    dtype: np.dtype[Any],
+    samples: list[tuple[str, np.ndarray, np.ndarray]],
+) -> Accepted | Rejection:
+    """Final transform, crop, warp and write one located field."""
+    fin = final_transform(loc, tiles, common)
+    if isinstance(fin, Rejection):
+        return fin
+    sim, ecc = fin
+    if ecc < opts.min_ncc:
+        return Rejection(f"NCC too low after refinement: {ecc:.2f} < {opts.min_ncc}", loc.metrics)
+    scale = float(frac)
+    cut = cut_pair(image, sim, tiles, loc.tile, scale, frac.denominator, opts.min_crop_px, white)
+    if isinstance(cut, str):
+        return Rejection(cut, loc.metrics)
+    th, tw = tiles.mosaic.tile_shape
+    cx_um, cy_um = tiles.centres_um[loc.tile]
+    nh, nw = cut.lr.shape[:2]
+    # slide position of the crop centre, through its tile's stage position
+    x_um = cx_um + (cut.crop_xy[0] + (nw - 1) / 2 - (tw - 1) / 2) * tiles.pixel_um
+    y_um = cy_um + (cut.crop_xy[1] + (nh - 1) / 2 - (th - 1) / 2) * tiles.pixel_um
+    plane = (PlaneMeta(x_um=x_um, y_um=y_um, z_um=0.0),)
+    ann = {"field_id": entry.field_id, "tile_id": tiles.ids[loc.tile]}
+    lr_rel = f"{PAIRS_SUBDIR}/{entry.field_id}_lr.ome.tif"
+    hr_rel = f"{PAIRS_SUBDIR}/{entry.field_id}_hr.ome.tif"
+    root = pairs_dir.parent
+    write_ome_tiff(
+        root / lr_rel,
+        cut.lr.astype(dtype),
+        ImageMeta(pixel_size_um=tiles.pixel_um, planes=plane, annotations=ann, name="lr"),
+    )
+    hr = np.rint(cut.hr) if np.issubdtype(dtype, np.integer) else cut.hr
+    write_ome_tiff(
+        root / hr_rel,
+        hr.astype(dtype),
+        ImageMeta(pixel_size_um=tiles.pixel_um / scale, planes=plane, annotations=ann, name="hr"),
+    )
+    if len(samples) < opts.overview_pairs:
+        samples.append((entry.field_id, to_gray(cut.lr), to_gray(cut.hr)))
+    to_mosaic = align.compose(align.translation(*tiles.mosaic.positions[loc.tile]), sim)
+    h, w = loc.hr_shape
+    corners = align.apply(to_mosaic, np.array([[0, 0], [w, 0], [w, h], [0, h]], float))
+    loc.metrics["to_tile"] = sim.round(8).tolist()
+    return Accepted(lr_rel, hr_rel, cut.ncc, loc.residual, to_mosaic, corners, loc.metrics)
+
+
+def register_dataset(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    options: RegistrationOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RegistrationSummary:
+    """Register every 100x field of *dataset_dir* onto its stitched 40x tiles.
+
+    Writes ``pairs.json``, ``pairs/<id>_lr.ome.tif``/``_hr.ome.tif`` and the QC report
+    (``qc.json``, ``qc.md``, ``qc_overview.png``) into *out_dir*. *dataset_dir* is a deepscope
+    dataset or a folder of OME-TIFFs (see :mod:`model.registration.sources`). *progress* is
+    called with ``(fields done, fields total)``.
+    """
+    opts = options or RegistrationOptions()
+    t0 = time.perf_counter()
+    inputs = open_inputs(dataset_dir)
+    out = Path(out_dir)
+    pairs_dir = out / PAIRS_SUBDIR
+    pairs_dir.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)
+    p_lr, p_hr = inputs.tile_pixel_um, inputs.target_pixel_um
+    frac = _scale_fraction(p_lr / p_hr)
+    scale = float(frac)
+    tiles = _load_tiles(inputs, opts.max_stage_error_um / p_lr)
+    dtype = np.dtype(inputs.tiles[0].dtype or "uint16")
+    white = _white_level(str(dtype), max(float(im.max()) for im in tiles.images))
+    limits = Thresholds(
+        min_ncc=opts.min_ncc,
+        min_contrast=opts.min_contrast,
+        min_focus_ratio=opts.min_focus_ratio,
+        max_residual_px=opts.max_residual_px,
+        max_scale_error=opts.max_scale_error,
+        min_crop_px=opts.min_crop_px,
+        search_radius_px=math.ceil(opts.search_radius_um / p_lr),
+    )
+    dx, dy = inputs.offset_um
+    total = len(inputs.targets)
+    steps = 2 * total
+    found: dict[str, Located] = {}
+    outcome: dict[str, Rejection | Accepted] = {}
+    cache = out / CACHE_SUBDIR
+    cache.mkdir(exist_ok=True)
+    for done, entry in enumerate(tqdm(inputs.targets, desc="locate", unit="field"), start=1):
+        stack, _ = read_ome_tiff(entry.path)
+        if stack.shape[-1] != inputs.channels:
+            raise InputError(
+                f"{entry.path}: {stack.shape[-1]} channels, the tiles have {inputs.channels}"
+            )
+        image, how = collapse_stack(stack, opts.edof)
+        res = locate_field(image, entry.x_um + dx, entry.y_um + dy, p_hr, tiles, limits)
+        res.metrics["focus"] = how
+        if isinstance(res, Located):
+            found[entry.field_id] = res
+            np.save(cache / f"{entry.field_id}.npy", image)
+        else:
+            outcome[entry.field_id] = res
+        if progress is not None:
+            progress(done, steps)
+    common = None
+    if opts.common_similarity and len(found) >= MIN_FIELDS_FOR_COMMON:
+        common = fit_common(list(found.values()), tiles)
+        log.info("common rotation %.4f deg, scale %.6f", *common)
+    samples: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for done, entry in enumerate(tqdm(inputs.targets, desc="pairs", unit="field"), start=total + 1):
+        loc = found.get(entry.field_id)
+        if loc is not None:
+            outcome[entry.field_id] = _finish(
+                loc,
+                np.load(cache / f"{entry.field_id}.npy"),
+                entry,
+                common,
+                tiles,
+                pairs_dir,
+                frac,
+                opts,
+                white,
+                dtype,
+                samples,
+            )
+            (cache / f"{entry.field_id}.npy").unlink()
+        if progress is not None:
+            progress(done, steps)
+    cache.rmdir()
+    accepted_ids = [fid for fid, r in outcome.items() if isinstance(r, Accepted)]
+    splits = assign_splits(accepted_ids, opts.split, opts.seed)
+    splits.update(assign_splits([f for f in outcome if f not in splits], opts.split, opts.seed))
+    pairs: list[Pair] = []
+    for entry in inputs.targets:
+        fin = outcome[entry.field_id]
+        if isinstance(fin, Accepted):
+            tx, ty, rot, s = align.similarity_params(fin.to_mosaic)
+            mat = fin.to_mosaic
+            pair = Pair(
+                pair_id=entry.field_id,
+                field_id=entry.field_id,
+                split=splits[entry.field_id],
+                accepted=True,
+                lr=fin.lr,
+                hr=fin.hr,
+                ncc=fin.ncc,
+                residual=fin.residual,
+                transform=Transform(
+                    tx_px=tx,
+                    ty_px=ty,
+                    rotation_deg=rot,
+                    scale=s,
+                    matrix=((mat[0, 0], mat[0, 1], mat[0, 2]), (mat[1, 0], mat[1, 1], mat[1, 2])),
+                ),
+                extra=fin.metrics,
+            )
+        else:
+            pair = Pair(
+                pair_id=entry.field_id,
+                field_id=entry.field_id,
+                split=splits[entry.field_id],
+                accepted=False,
+                reason=fin.reason,
+                extra=fin.metrics,
+            )
+        pairs.append(pair)
+    pairset = PairSet(
+        scale=scale,
+        channels=inputs.channels,
+        max_value=white,
+        lr_pixel_size_um=p_lr,
+        hr_pixel_size_um=p_lr / scale,
+        source=str(inputs.source),
+        edof=opts.edof,
+        seed=opts.seed,
+        pairs=pairs,
+    )
+    save_pairset(out, pairset)
+    edges = tiles.mosaic.edges
+    stitching = {
+        "edges": len(edges),
+        "rejected_edges": sum(not e.kept for e in edges),
+        "tiles": {
+            tid: [round(float(v), 3) for v in pos]
+            for tid, pos in zip(tiles.ids, tiles.mosaic.positions, strict=True)
+        },
+        "rejected": [
+            {"tiles": [tiles.ids[e.i], tiles.ids[e.j]], "reason": e.reason}
+            for e in edges
+            if not e.kept
+        ],
+    }
+    _overview(out, outcome, tiles, inputs, samples)
+    model = {
+        "common_rotation_deg": None if common is None else common[0],
+        "common_scale_vs_nominal": None if common is None else common[1] * scale,
+    }
+    qc_summary = qc.write_reports(out, pairset, stitching, model, opts.model_dump(mode="json"))
+    seconds = time.perf_counter() - t0
+    return RegistrationSummary(
+        out_dir=str(out),
+        source=str(inputs.source),
+        fields=total,
+        accepted=qc_summary["accepted"],
+        rejected=qc_summary["rejected"],
+        rejections=qc_summary["rejections"],
+        splits=dict(Counter(splits.values())),
+        scale=scale,
+        common_rotation_deg=None if common is None else round(common[0], 5),
+        common_scale=None if common is None else round(common[1] * scale, 7),
+        stitch_edges=stitching["edges"],
+        stitch_edges_rejected=stitching["rejected_edges"],
+        seconds=round(seconds, 3),
+        seconds_per_field=round(seconds / max(total, 1), 3),
+    )
+
+
+def _overview(
+    out: Path,
+    outcome: dict[str, Rejection | Accepted],
+    tiles: TileSet,
+    inputs: Inputs,
+    samples: list[tuple[str, np.ndarray, np.ndarray]],
+) -> None:
+    footprints = []
+    dx, dy = inputs.offset_um
+    for entry in inputs.targets:
+        res = outcome[entry.field_id]
+        if isinstance(res, Accepted):
+            corners = res.corners
+        else:
+            cx, cy = tiles.slide_to_mosaic(entry.x_um + dx, entry.y_um + dy)
+            _, h, w = entry.shape
+            hw = w * entry.pixel_size_um / inputs.tile_pixel_um / 2
+            hh = h * entry.pixel_size_um / inputs.tile_pixel_um / 2
+            corners = np.array(
+                [[cx - hw, cy - hh], [cx + hw, cy - hh], [cx + hw, cy + hh], [cx - hw, cy + hh]]
+            )
+        footprints.append((corners, isinstance(res, Accepted), entry.field_id))
+    qc.write_overview(out, tiles.mosaic_gray, footprints, samples)

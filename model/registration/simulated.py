@@ -1,0 +1,252 @@
+"""A paired dataset snapped on the simulated microscope, with its registration ground truth.
+
+Used by the registration tests and ``bench/bench_registration.py`` so that accuracy is measured
+against what the simulator knows: every field's :class:`~simulators.microscope.SnapTruth` maps
+its pixels to slide coordinates, so the true map of a 100x pixel into a 40x tile's pixels is
+``tile_affine^-1 . target_affine``. Fields are snapped through the Micro-Manager core (stage
+moves, objective preset, camera); the files hold the stage positions read back from the core
+(which, as on a real open-loop stage, differ from where the stage really went).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from acquire.dataset import (
+    FIELDS_DIR,
+    INFO_NAME,
+    MANIFEST_NAME,
+    Calibration,
+    DatasetInfo,
+    FieldRecord,
+    ObjectiveInfo,
+)
+from deepscope import __version__
+from deepscope.atomic import append_jsonl, atomic_write_json
+from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+from model.registration.align import compose, invert
+
+if TYPE_CHECKING:
+    from simulators.core import SimulatedCore
+    from simulators.microscope import ObjectiveTruth, SnapTruth
+
+
+@dataclass
+class SimulatedDataset:
+    """A dataset directory plus the ground truth of every field in it."""
+
+    path: Path
+    truths: dict[str, SnapTruth]
+    objectives: dict[str, ObjectiveTruth]
+    tiles: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+
+    def target_to_tile(self, target_id: str, tile_id: str) -> np.ndarray:
+        """True 2x3 map of target pixel ``(col, row)`` to tile pixel ``(col, row)``."""
+        return compose(invert(self.truths[tile_id].affine()), self.truths[target_id].affine())
+
+
+def glassy_region(seed: int, size_um: float, hole_um: float) -> tuple[float, float, float, float]:
+    """A region centre mostly covered by tissue that holds a bare-glass spot, and that spot.
+
+    Returns ``(region_x, region_y, glass_x, glass_y)`` in um, searched deterministically.
+    """
+    from simulators.specimen import TissueSpecimen
+
+    spec = TissueSpecimen(seed)
+    ys, xs = np.mgrid[-3000:3000:4.0, -3000:3000:4.0]
+    dens = spec.tissue_density(xs, ys)
+    from scipy import ndimage
+
+    k = max(1, round(hole_um / 4.0))
+    glass = ndimage.maximum_filter(dens, size=k) == 0
+    tissue = ndimage.uniform_filter(dens, size=round(size_um / 4.0))
+    score = np.where(glass, tissue, -1.0)
+    iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
+    gx, gy = float(xs[iy, ix]), float(ys[iy, ix])
+    # put the glass spot off-centre, a quarter of the region from the middle
+    return gx + size_um / 4, gy, gx, gy
+
+
+def make_simulated_dataset(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    grid: tuple[int, int] = (3, 3),
+    overlap: float = 0.15,
+    sensor_px: int = 256,
+    n_targets: int = 20,
+    z_slices: int = 5,
+    z_step_um: float = 0.4,
+    centre_um: tuple[float, float] = (0.0, 0.0),
+    targets_um: list[tuple[float, float]] | None = None,
+    calibration_error_um: tuple[float, float] = (0.4, -0.3),
+    defocus_um: Mapping[int, float] | None = None,
+    record_error_um: Mapping[int, tuple[float, float]] | None = None,
+    core: SimulatedCore | None = None,
+) -> SimulatedDataset:
+    """Snap a tile grid at 40x and *n_targets* 100x z-stacks inside it; write a dataset.
+
+    Parameters
+    ----------
+    out_dir
+        Dataset directory to create.
+    seed
+        Seeds the simulator (imperfections on) and the target placement.
+    grid
+        Tile rows and columns.
+    overlap
+        Fractional tile overlap.
+    sensor_px
+        Square sensor size for both objectives.
+    n_targets
+        100x fields drawn uniformly inside the tiled area (ignored with *targets_um*).
+    z_slices, z_step_um
+        100x focus stack around the 100x focal plane.
+    centre_um
+        Centre of the tiled region.
+    targets_um
+        Explicit 100x field centres (slide um).
+    calibration_error_um
+        Error added to the true objective offset written as the dataset's calibration.
+    defocus_um
+        Target index -> extra defocus of its stack (um).
+    record_error_um
+        Target index -> error added to the stage position recorded in its file (um).
+    core
+        A simulated core to use (default: ``make_core(seed, sensor=...)``).
+    """
+    from simulators.core import make_core
+
+    core = core or make_core(seed=seed, sensor=(sensor_px, sensor_px))
+    scope = core.microscope
+    root = Path(out_dir)
+    (root / FIELDS_DIR).mkdir(parents=True, exist_ok=True)
+    truth_obj = scope.objectives
+    lo, hi = truth_obj["40x"], truth_obj["100x"]
+    cal = Calibration(
+        dx_um=hi.offset_x_um - lo.offset_x_um + calibration_error_um[0],
+        dy_um=hi.offset_y_um - lo.offset_y_um + calibration_error_um[1],
+        dz_um=hi.parfocal_z_um - lo.parfocal_z_um,
+    )
+    specs = {n: scope.spec(n) for n in ("40x", "100x")}
+    infos = {
+        n: ObjectiveInfo(
+            name=n,
+            magnification=s.magnification,
+            na=s.na,
+            immersion=s.immersion,
+            pixel_size_um=scope.nominal_pixel_size_um(n),
+        )
+        for n, s in specs.items()
+    }
+    info = DatasetInfo(
+        software_version=__version__,
+        created=datetime.now(UTC).isoformat(),
+        tile_objective=infos["40x"],
+        target_objective=infos["100x"],
+        calibration=cal,
+        backend="simulated",
+    )
+    atomic_write_json(root / INFO_NAME, info.model_dump(mode="json"))
+    core.setExposure(10.0)
+    truths: dict[str, SnapTruth] = {}
+    out = SimulatedDataset(root, truths, dict(truth_obj))
+
+    def snap_field(
+        fid: str,
+        role: str,
+        objective: str,
+        x: float,
+        y: float,
+        zs: list[float],
+        rec_err: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        core.setConfig("Objective", objective)
+        core.setXYPosition(x, y)
+        planes, frames = [], []
+        for z in zs:
+            core.setPosition(z)
+            core.snapImage()
+            frames.append(core.getImage())
+            rx, ry = core.getXYPosition()
+            planes.append(
+                PlaneMeta(
+                    x_um=rx + rec_err[0],
+                    y_um=ry + rec_err[1],
+                    z_um=core.getPosition(),
+                    exposure_ms=10.0,
+                )
+            )
+        truths[fid] = scope.snap_log[-1 - len(zs) // 2]
+        info_o = infos[objective]
+        meta = ImageMeta(
+            pixel_size_um=info_o.pixel_size_um,
+            z_step_um=z_step_um if len(zs) > 1 else None,
+            planes=tuple(planes),
+            objective=objective,
+            magnification=info_o.magnification,
+            na=info_o.na,
+            immersion=info_o.immersion,
+            annotations={"field_id": fid},
+        )
+        rel = f"{FIELDS_DIR}/{fid}.ome.tif"
+        write_ome_tiff(root / rel, np.stack(frames), meta)
+        rec = FieldRecord(
+            field_id=fid,
+            role=role,
+            objective=objective,
+            status="done",
+            path=rel,
+            x_um=x,
+            y_um=y,
+            z_um=zs[len(zs) // 2],
+        )
+        append_jsonl(root / MANIFEST_NAME, rec.model_dump(mode="json"))
+
+    fov = sensor_px * infos["40x"].pixel_size_um
+    pitch = fov * (1 - overlap)
+    rows, cols = grid
+    for r in range(rows):
+        for c in range(cols):
+            x = centre_um[0] + (c - (cols - 1) / 2) * pitch
+            y = centre_um[1] + (r - (rows - 1) / 2) * pitch
+            fid = f"tile_r{r:02d}_c{c:02d}"
+            snap_field(fid, "tile", "40x", x, y, [lo.parfocal_z_um])
+            out.tiles.append(fid)
+    if targets_um is None:
+        rng = np.random.default_rng([seed, 99])
+        tfov = sensor_px * infos["100x"].pixel_size_um
+        half_w = (cols - 1) * pitch / 2 + fov / 2 - tfov / 2 - 3.0
+        half_h = (rows - 1) * pitch / 2 + fov / 2 - tfov / 2 - 3.0
+        targets_um = [
+            (
+                centre_um[0] + rng.uniform(-half_w, half_w),
+                centre_um[1] + rng.uniform(-half_h, half_h),
+            )
+            for _ in range(n_targets)
+        ]
+    focus = hi.parfocal_z_um
+    for i, (tx, ty) in enumerate(targets_um):
+        dz = (defocus_um or {}).get(i, 0.0)
+        zs = [focus + dz + (k - (z_slices - 1) / 2) * z_step_um for k in range(z_slices)]
+        fid = f"target_{i:03d}"
+        # the stage goes where the 100x field centre lands on (tx, ty) per the calibration
+        snap_field(
+            fid,
+            "target",
+            "100x",
+            tx - cal.dx_um,
+            ty - cal.dy_um,
+            zs,
+            (record_error_um or {}).get(i, (0.0, 0.0)),
+        )
+        out.targets.append(fid)
+    core.setConfig("Objective", "40x")
+    return out
