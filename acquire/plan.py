@@ -92,7 +92,9 @@ class TargetSpec(_Frozen):
     margin_um: float = Field(default=0.0, ge=0, description="extra distance from region edges")
     skip_empty: bool = Field(default=False, description="avoid empty glass seen in the tiles")
     empty_threshold: float = Field(
-        default=0.02, ge=0, description="minimum contrast (std/mean) of the 40x patch under a field"
+        default=0.03,
+        ge=0,
+        description="minimum contrast (std/mean, 4x4-binned) of the 40x patch under a field",
     )
     exposure_ms: float = Field(default=20.0, gt=0)
     z: ZStack = Field(default_factory=lambda: ZStack(slices=5, step_um=0.4))

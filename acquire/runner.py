@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from skimage.measure import block_reduce
 
 from acquire import layout
 from acquire.autofocus import FocusMap, map_points, z_scan
@@ -389,10 +390,12 @@ def _content_check(
         r0, r1 = max(int(row - hh), 0), max(int(row + hh), 0)
         c0, c1 = max(int(col - hw), 0), max(int(col + hw), 0)
         patch = grey[r0:r1, c0:c1]
-        if patch.size < 16:
+        patch = patch[: patch.shape[0] // 4 * 4, : patch.shape[1] // 4 * 4]  # whole 4x4 blocks
+        if min(patch.shape) < 8:
             return True
-        mean = float(patch.mean())
-        return mean > 0 and float(patch.std()) / mean >= threshold
+        smooth = block_reduce(patch, (4, 4), np.mean)  # averages out shot noise, keeps structure
+        mean = float(smooth.mean())
+        return mean > 0 and float(smooth.std()) / mean >= threshold
 
     return accept
 

@@ -208,3 +208,24 @@ def test_per_field_autofocus_finds_the_focus(tmp_path: Path) -> None:
     [tile] = open_dataset(tmp_path / "ds").done()
     assert tile.z_um == pytest.approx(truth.objectives["40x"].parfocal_z_um, abs=0.3)
     assert np.isfinite(tile.z_um)
+
+
+def test_skip_empty_keeps_target_fields_on_tissue(tmp_path: Path) -> None:
+    # a region whose left half is tissue and right half bare glass (specimen seed 0)
+    region = {"x_um": 2910.0, "y_um": 90.0, "width_um": 60.0, "height_um": 60.0}
+    targets = {"count": 5, "seed": 3, "z": {"slices": 1, "step_um": 0.4}}
+    fov = 128 * 0.074
+    fractions = {}
+    for skip in (False, True):
+        core = make_core(seed=0)
+        out = tmp_path / f"skip{skip}"
+        plan = small_plan(region=region, targets={**targets, "skip_empty": skip})
+        run_acquisition(plan, out, core)
+        specimen = microscope_of(core).specimen
+        fractions[skip] = [
+            specimen.tissue_fraction(r.x_um, r.y_um, fov, fov)
+            for r in open_dataset(out).done("target")
+        ]
+    assert min(fractions[False]) < 0.1  # without the check some fields land on glass
+    assert len(fractions[True]) == 5
+    assert min(fractions[True]) > 0.3
