@@ -85,7 +85,8 @@ def make_simulated_dataset(
     z_slices: int = 5,
     z_step_um: float = 0.4,
     centre_um: tuple[float, float] = (0.0, 0.0),
-    targets_um: list[tuple[float, float]] | None = None,
+    min_tissue: float = 0.0,
+    extra_targets_um: list[tuple[float, float]] | None = None,
     calibration_error_um: tuple[float, float] = (0.4, -0.3),
     defocus_um: Mapping[int, float] | None = None,
     record_error_um: Mapping[int, tuple[float, float]] | None = None,
@@ -106,13 +107,15 @@ def make_simulated_dataset(
     sensor_px
         Square sensor size for both objectives.
     n_targets
-        100x fields drawn uniformly inside the tiled area (ignored with *targets_um*).
+        100x fields drawn uniformly inside the tiled area.
     z_slices, z_step_um
         100x focus stack around the 100x focal plane.
     centre_um
         Centre of the tiled region.
-    targets_um
-        Explicit 100x field centres (slide um).
+    min_tissue
+        Drawn fields cover at least this fraction of tissue.
+    extra_targets_um
+        More 100x field centres (slide um), after the drawn ones.
     calibration_error_um
         Error added to the true objective offset written as the dataset's calibration.
     defocus_um
@@ -220,18 +223,19 @@ def make_simulated_dataset(
             fid = f"tile_r{r:02d}_c{c:02d}"
             snap_field(fid, "tile", "40x", x, y, [lo.parfocal_z_um])
             out.tiles.append(fid)
-    if targets_um is None:
-        rng = np.random.default_rng([seed, 99])
-        tfov = sensor_px * infos["100x"].pixel_size_um
-        half_w = (cols - 1) * pitch / 2 + fov / 2 - tfov / 2 - 3.0
-        half_h = (rows - 1) * pitch / 2 + fov / 2 - tfov / 2 - 3.0
-        targets_um = [
-            (
-                centre_um[0] + rng.uniform(-half_w, half_w),
-                centre_um[1] + rng.uniform(-half_h, half_h),
-            )
-            for _ in range(n_targets)
-        ]
+    tfov = sensor_px * infos["100x"].pixel_size_um
+    half_w = (cols - 1) * pitch / 2 + fov / 2 - tfov / 2 - 3.0
+    half_h = (rows - 1) * pitch / 2 + fov / 2 - tfov / 2 - 3.0
+    rng = np.random.default_rng([seed, 99])
+    drawn: list[tuple[float, float]] = []
+    for _ in range(200 * n_targets):
+        if len(drawn) == n_targets:
+            break
+        x = centre_um[0] + rng.uniform(-half_w, half_w)
+        y = centre_um[1] + rng.uniform(-half_h, half_h)
+        if min_tissue <= 0 or scope.specimen.tissue_fraction(x, y, tfov, tfov) >= min_tissue:
+            drawn.append((x, y))
+    targets_um = drawn + list(extra_targets_um or [])
     focus = hi.parfocal_z_um
     for i, (tx, ty) in enumerate(targets_um):
         dz = (defocus_um or {}).get(i, 0.0)
