@@ -229,3 +229,19 @@ def test_skip_empty_keeps_target_fields_on_tissue(tmp_path: Path) -> None:
     assert min(fractions[False]) < 0.1  # without the check some fields land on glass
     assert len(fractions[True]) == 5
     assert min(fractions[True]) > 0.3
+
+
+def test_focus_map_sets_the_tile_focus(tmp_path: Path) -> None:
+    core = make_core(seed=5, specimen="usaf")
+    truth = microscope_of(core)
+    plan = small_plan(
+        region={"x_um": -20, "y_um": -10, "width_um": 40, "height_um": 20},
+        focus_z_um=-1.5,
+        autofocus={"mode": "focus_map", "range_um": 6, "step_um": 0.5, "map_points": 3},
+        targets={"count": 0},
+    )
+    run_acquisition(plan, tmp_path / "ds", core)
+    tiles = open_dataset(tmp_path / "ds").done()
+    assert len(tiles) == 2
+    for rec in tiles:
+        assert rec.z_um == pytest.approx(truth.objectives["40x"].parfocal_z_um, abs=0.3)
