@@ -143,6 +143,8 @@ class LiveController(QObject):
         try:
             stats = pipeline.stop(timeout=5.0)
         except Exception as exc:  # what stopped the run (camera, model, disk): tell the user
+            # the pipeline keeps this error; drop the traceback that now reaches into GUI frames
+            exc.__traceback__ = None
             self.failed.emit(f"live mode stopped: {exc}")
         else:
             self.stats_changed.emit(stats)
