@@ -75,7 +75,9 @@ def test_accuracy_against_ground_truth(sim, registered):
         # rotation and scale of the true map, from two points along the field's x axis
         d_true = truth[4] - truth[0]
         d_est = mapped[4] - mapped[0]
-        rot_err.append(np.degrees(np.arctan2(d_est[1], d_est[0]) - np.arctan2(d_true[1], d_true[0])))
+        rot_err.append(
+            np.degrees(np.arctan2(d_est[1], d_est[0]) - np.arctan2(d_true[1], d_true[0]))
+        )
         scale_err.append(np.linalg.norm(d_est) / np.linalg.norm(d_true) - 1)
     rms = float(np.sqrt(np.mean(np.square(centre_err))))
     assert rms <= 0.25, centre_err
@@ -126,14 +128,18 @@ def test_bad_fields_rejected_with_reasons(registered):
     assert by_id[MISPLACED].extra["prior_error_px"] == pytest.approx(20 / 0.185, abs=6)
 
 
+def _subset(sim, dest, target_ids):
+    """A copy of the dataset listing the tiles and only *target_ids*."""
+    shutil.copytree(sim.path, dest)
+    (dest / MANIFEST_NAME).unlink()
+    for rec in open_dataset(sim.path).records:
+        if rec.role == "tile" or rec.field_id in target_ids:
+            append_jsonl(dest / MANIFEST_NAME, rec.model_dump(mode="json"))
+    return dest
+
+
 def test_misplaced_field_outside_small_window(sim, tmp_path):
-    ds = open_dataset(sim.path)
-    sub = tmp_path / "sub"
-    shutil.copytree(sim.path, sub)
-    (sub / MANIFEST_NAME).unlink()
-    for rec in ds.records:
-        if rec.role == "tile" or rec.field_id == MISPLACED:
-            append_jsonl(sub / MANIFEST_NAME, rec.model_dump(mode="json"))
+    sub = _subset(sim, tmp_path / "sub", {MISPLACED})
     options = RegistrationOptions(search_radius_um=10.0)
     summary = register_dataset(sub, tmp_path / "pairs", options)
     (pair,) = load_pairset(tmp_path / "pairs").pairs
@@ -149,11 +155,27 @@ def test_splits_by_field_are_disjoint_and_seeded(registered):
 
 
 def test_cli_register_json(sim, tmp_path, capsys):
-    code = main(["register", str(sim.path), "--out", str(tmp_path / "p"), "--no-edof",
-                 "--split", "0.5", "0.25", "0.25", "--seed", "4", "--json"])
+    sub = _subset(sim, tmp_path / "sub", {f"target_{i:03d}" for i in range(4)})
+    code = main(
+        [
+            "register",
+            str(sub),
+            "--out",
+            str(tmp_path / "p"),
+            "--no-edof",
+            "--split",
+            "0.5",
+            "0.25",
+            "0.25",
+            "--seed",
+            "4",
+            "--json",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["accepted"] >= 20 and summary["splits"]["val"] >= 5
+    assert summary["fields"] == 4 and summary["accepted"] == 4
+    assert summary["splits"] == {"train": 2, "val": 1, "test": 1}
     assert load_pairset(tmp_path / "p").seed == 4
     code = main(["register", str(tmp_path / "missing"), "--out", str(tmp_path / "q")])
     assert code == 2
