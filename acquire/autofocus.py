@@ -39,12 +39,34 @@ def best_focus(positions: Sequence[float], scores: Sequence[float]) -> float:
 
 
 def z_scan(
-    snap_at: Callable[[float], np.ndarray], centre_um: float, range_um: float, step_um: float
+    snap_at: Callable[[float], np.ndarray],
+    centre_um: float,
+    range_um: float,
+    step_um: float,
+    *,
+    extend: int = 2,
 ) -> float:
-    """Snap at each z of a scan around *centre_um* and return the z of best focus."""
-    positions = scan_positions(centre_um, range_um, step_um)
-    scores = [normalized_variance(snap_at(z)) for z in positions]
-    return best_focus(positions, scores)
+    """Snap at each z of a scan around *centre_um* and return the z of best focus.
+
+    When the sharpest plane is at an end of the scan, the scan goes on beyond that end, by
+    up to *extend* more half-ranges, until the score falls off again.
+    """
+    scores = {
+        z: normalized_variance(snap_at(z)) for z in scan_positions(centre_um, range_um, step_um)
+    }
+    n_more = max(round(range_um / step_um / 2), 1)
+    for _ in range(extend):
+        zs = sorted(scores)
+        best = max(zs, key=scores.__getitem__)
+        if best == zs[-1]:
+            more = [zs[-1] + (i + 1) * step_um for i in range(n_more)]
+        elif best == zs[0]:
+            more = [zs[0] - (i + 1) * step_um for i in range(n_more)]
+        else:
+            break
+        scores.update({z: normalized_variance(snap_at(z)) for z in more})
+    zs = sorted(scores)
+    return best_focus(zs, [scores[z] for z in zs])
 
 
 class FocusMap:

@@ -400,6 +400,24 @@ def _content_check(
     return accept
 
 
+def _tile_focus(
+    writer: DatasetWriter, fallback: Callable[[float, float], float]
+) -> Callable[[float, float], float]:
+    """Focus z of the nearest tile acquired (autofocus, focus map or nominal), else *fallback*."""
+    tiles = [
+        (r.x_um, r.y_um, r.z_um)
+        for r in writer.records().values()
+        if r.role == "tile" and r.status == "done" and r.z_um is not None
+    ]
+
+    def focus(x: float, y: float) -> float:
+        if not tiles:
+            return fallback(x, y)
+        return min(tiles, key=lambda t: (t[0] - x) ** 2 + (t[1] - y) ** 2)[2]
+
+    return focus
+
+
 def _check_limits(
     plan: AcquisitionPlan,
     profile: MicroscopeProfile,
@@ -575,6 +593,7 @@ def _run(
             if pause_for_oil is not None and not pause_for_oil():
                 raise _CancelledError
             run.phase = "targets"
+            tile_focus = _tile_focus(writer, focus_of)
             scope.set_objective(profile.objective_group, target_optics.name)
             scope.set_exposure(plan.targets.exposure_ms)
             run.run_pass(
@@ -583,7 +602,7 @@ def _run(
                 plan.targets.exposure_ms,
                 plan.targets.z,
                 lambda f: (f.x_um - cal.dx_um, f.y_um - cal.dy_um),
-                lambda x, y: focus_of(x + cal.dx_um, y + cal.dy_um) + cal.dz_um,
+                lambda x, y: tile_focus(x + cal.dx_um, y + cal.dy_um) + cal.dz_um,
                 af.mode == "per_field",
             )
         run.phase = "done"

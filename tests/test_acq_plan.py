@@ -111,6 +111,9 @@ def test_autofocus_finds_peak_and_plane() -> None:
         return 100 + 50 * contrast * texture
 
     assert z_scan(snap_at, 0.0, 8.0, 1.0) == pytest.approx(1.3, abs=0.15)
+    # focus beyond the end of the scan: the scan is extended towards it
+    assert z_scan(snap_at, -3.0, 4.0, 0.5) == pytest.approx(1.3, abs=0.15)
+    assert z_scan(snap_at, -3.0, 4.0, 0.5, extend=0) == pytest.approx(-1.0)
     assert normalized_variance(np.full((8, 8), 5.0)) == 0.0
     assert best_focus([0, 1, 2], [1, 3, 1]) == pytest.approx(1.0)
     plane = FocusMap([(0, 0, 1.0), (10, 0, 2.0), (0, 10, 0.0), (10, 10, 1.0)])
