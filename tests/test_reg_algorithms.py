@@ -36,7 +36,8 @@ def test_stitch_recovers_tile_offsets_and_rejects_blank_edges():
     err -= err.mean(axis=0)
     assert np.abs(err).max() < 0.2
     blank = [e for e in mosaic.edges if 8 in (e.i, e.j)]
-    assert blank and not any(e.kept for e in blank)
+    assert blank
+    assert not any(e.kept for e in blank)
     assert all(e.reason for e in blank)
     # the blank tile stays at its stage position (relative to its neighbours' solve)
     assert np.allclose(
@@ -68,7 +69,8 @@ def test_locate_and_refine_known_similarity(scene, seed):
     to_small = align.scaling(0.4, 0.4)
     guess = align.apply(truth, np.array([[0.0, 0.0]]))[0] + rng.uniform(-8, 8, 2)
     match = align.locate(lr, small, guess[0], guess[1], 20)
-    assert match.ncc > 0.9 and not match.at_edge
+    assert match.ncc > 0.9
+    assert not match.at_edge
     warp, cc = align.refine_ecc(small, lr, align.translation(match.x, match.y))
     sim, residual = align.nearest_similarity(align.compose(warp, to_small), n, n)
     grid = np.array([[x, y] for x in (0, n - 1) for y in (0, n - 1)] + [[n / 2, n / 2]])
@@ -76,8 +78,10 @@ def test_locate_and_refine_known_similarity(scene, seed):
     assert err_100x.max() < 0.2
     _, _, rot_e, s_e = align.similarity_params(sim)
     _, _, rot_t, s_t = align.similarity_params(truth)
-    assert abs(rot_e - rot_t) < 0.03 and abs(s_e / s_t - 1) < 1e-3
-    assert cc > 0.99 and residual < 0.1
+    assert abs(rot_e - rot_t) < 0.03
+    assert abs(s_e / s_t - 1) < 1e-3
+    assert cc > 0.99
+    assert residual < 0.1
 
 
 def test_locate_reports_match_on_window_edge(scene):
@@ -96,7 +100,8 @@ def test_nearest_similarity_of_similarity_and_of_shear():
         [[s * np.cos(rot), -s * np.sin(rot), 12.0], [s * np.sin(rot), s * np.cos(rot), -3.0]]
     )
     fit, residual = align.nearest_similarity(sim, 300, 200)
-    assert np.allclose(fit, sim) and residual < 1e-9
+    assert np.allclose(fit, sim)
+    assert residual < 1e-9
     sheared = sim.copy()
     sheared[0, 1] += 0.01
     _, residual = align.nearest_similarity(sheared, 300, 200)

@@ -32,8 +32,10 @@ def test_folder_import_groups_by_objective(tmp_path):
     assert inputs.kind == "folder"
     assert [e.field_id for e in inputs.tiles] == ["t0", "t1"]
     assert [e.field_id for e in inputs.targets] == ["f0"]
-    assert inputs.tile_pixel_um == 0.185 and inputs.target_pixel_um == 0.074
-    assert inputs.channels == 3 and inputs.offset_um == (0.0, 0.0)
+    assert inputs.tile_pixel_um == 0.185
+    assert inputs.target_pixel_um == 0.074
+    assert inputs.channels == 3
+    assert inputs.offset_um == (0.0, 0.0)
     f0 = inputs.targets[0]
     assert (f0.x_um, f0.y_um, f0.shape) == (2.0, 1.0, (3, 40, 40))
 
@@ -87,6 +89,7 @@ def test_register_folder_of_blank_images_rejects_every_field(tmp_path):
     """A folder import runs end to end; blank 100x fields are rejected as empty, not kept."""
     src = _folder(tmp_path / "src")
     summary = register_dataset(src, tmp_path / "out", RegistrationOptions(min_crop_px=8))
-    assert summary.fields == 1 and summary.accepted == 0
+    assert summary.fields == 1
+    assert summary.accepted == 0
     assert list(summary.rejections) == ["empty field"]
     assert (tmp_path / "out" / "pairs.json").is_file()

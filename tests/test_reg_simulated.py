@@ -106,23 +106,31 @@ def test_pairs_files_and_qc(registered):
     assert summary.accepted == len(pairset.accepted())
     for p in pairset.accepted()[:5]:
         lr, hr = load_pair(out, p)
-        assert hr.shape[0] == lr.shape[0] * 2.5 and hr.shape[1] == lr.shape[1] * 2.5
-        assert lr.dtype == hr.dtype == np.uint16 and lr.shape[2] == 3
-        assert p.ncc is not None and p.ncc > 0.9
-        assert p.transform is not None and p.transform.matrix is not None
+        assert hr.shape[0] == lr.shape[0] * 2.5
+        assert hr.shape[1] == lr.shape[1] * 2.5
+        assert lr.dtype == hr.dtype == np.uint16
+        assert lr.shape[2] == 3
+        assert p.ncc is not None
+        assert p.ncc > 0.9
+        assert p.transform is not None
+        assert p.transform.matrix is not None
     for name in ("qc.json", "qc.md", "qc_overview.png"):
         assert (out / name).stat().st_size > 0
     qc = json.loads((out / "qc.json").read_text())
     assert qc["accepted"] == summary.accepted
-    assert not list(out.rglob("*.partial")) and not (out / ".cache").exists()
+    assert not list(out.rglob("*.partial"))
+    assert not (out / ".cache").exists()
 
 
 def test_bad_fields_rejected_with_reasons(registered):
     _, _, pairset = registered
     by_id = {p.field_id: p for p in pairset.pairs}
-    assert not by_id[GLASS].accepted and by_id[GLASS].reason.startswith("empty field")
-    assert not by_id[DEFOCUSED].accepted and by_id[DEFOCUSED].reason.startswith("out of focus")
-    assert by_id[GLASS].lr is None and by_id[GLASS].hr is None
+    assert not by_id[GLASS].accepted
+    assert by_id[GLASS].reason.startswith("empty field")
+    assert not by_id[DEFOCUSED].accepted
+    assert by_id[DEFOCUSED].reason.startswith("out of focus")
+    assert by_id[GLASS].lr is None
+    assert by_id[GLASS].hr is None
     # 20 um off, inside the 25 um default window: found at the right place
     assert by_id[MISPLACED].accepted, by_id[MISPLACED].reason
     assert by_id[MISPLACED].extra["prior_error_px"] == pytest.approx(20 / 0.185, abs=6)
@@ -144,7 +152,8 @@ def test_misplaced_field_outside_small_window(sim, tmp_path):
     summary = register_dataset(sub, tmp_path / "pairs", options)
     (pair,) = load_pairset(tmp_path / "pairs").pairs
     assert summary.accepted == 0
-    assert not pair.accepted and pair.reason.startswith("outside the search window")
+    assert not pair.accepted
+    assert pair.reason.startswith("outside the search window")
 
 
 def test_splits_by_field_are_disjoint_and_seeded(registered):
@@ -174,7 +183,8 @@ def test_cli_register_json(sim, tmp_path, capsys):
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["fields"] == 4 and summary["accepted"] == 4
+    assert summary["fields"] == 4
+    assert summary["accepted"] == 4
     assert summary["splits"] == {"train": 2, "val": 1, "test": 1}
     assert load_pairset(tmp_path / "p").seed == 4
     code = main(["register", str(tmp_path / "missing"), "--out", str(tmp_path / "q")])
