@@ -16,6 +16,7 @@ from simulators.microscope import (
     pixel_to_slide,
 )
 from simulators.optics import OBJECTIVES, ObjectiveSpec
+from simulators.usaf import UsafElement, usaf_elements
 
 __all__ = [
     "OBJECTIVES",
@@ -25,8 +26,10 @@ __all__ = [
     "SimulatedCore",
     "SnapTruth",
     "StageTruth",
+    "UsafElement",
     "VirtualMicroscope",
     "make_core",
     "microscope_of",
     "pixel_to_slide",
+    "usaf_elements",
 ]

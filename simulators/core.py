@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from pathlib import Path
 from typing import Any, Literal
 
+from pymmcore_plus import CMMCorePlus
 from pymmcore_plus.core._constants import Keyword
 from pymmcore_plus.experimental.unicore import UniMMCore
 
@@ -28,6 +31,12 @@ class SimulatedCore(UniMMCore):
     """
 
     microscope: VirtualMicroscope
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # MMCore delivers notifications from its own thread; one arriving while the interpreter
+        # finalises aborts the process ("FATAL: exception not rethrown"). Detach at exit.
+        atexit.register(_detach_callbacks, weakref.ref(self))
 
     def getCurrentPixelSizeConfig(self, cached: bool = False) -> str:  # type: ignore[override]  # noqa: N802
         """Name of the pixel-size configuration matching the current device state, or ``""``."""
@@ -61,6 +70,11 @@ class SimulatedCore(UniMMCore):
             return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         factor = self._binning() / self.getMagnificationFactor()
         return tuple(float(v) * factor for v in self.getPixelSizeAffineByID(res_id))
+
+
+def _detach_callbacks(ref: weakref.ref[SimulatedCore]) -> None:
+    if (core := ref()) is not None:
+        super(CMMCorePlus, core).registerCallback(None)
 
 
 def make_core(

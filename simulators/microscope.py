@@ -113,6 +113,7 @@ class CameraModel(BaseModel):
     read_noise_e: float = 4.0
     offset_counts: float = 100.0
     vignetting: float = Field(default=0.15, description="relative fall-off at the sensor corner")
+    noise: bool = Field(default=True, description="False: expected counts, for tests of optics")
 
 
 def _draw_truth(rng: np.random.Generator, imperfections: bool) -> dict[str, ObjectiveTruth]:
@@ -261,11 +262,22 @@ class VirtualMicroscope:
             self.faults.before_snap(camera)
             truth = self._truth_for(roi, binning, exposure_ms)
             self.snap_log.append(truth)
-            key = (truth.objective, self._true[:], roi, binning, exposure_ms, illuminated)
+            key = (
+                truth.objective,
+                self._true[:],
+                roi,
+                binning,
+                exposure_ms,
+                illuminated,
+                self.camera,
+            )
             if self._clean is None or self._clean[0] != key:
                 mean = self._mean_counts(truth, illuminated)
                 self._clean = (key, mean, self._noise_sigma(mean))
-            frame = self._add_noise(self._clean[1], self._clean[2])
+            if self.camera.noise:
+                frame = self._add_noise(self._clean[1], self._clean[2])
+            else:
+                frame = np.rint(np.clip(self._clean[1], 0, 2**BIT_DEPTH - 1)).astype(np.uint16)
         return frame, truth
 
     def _truth_for(

@@ -31,6 +31,7 @@ _CELL_UM = 32.0  # objects are generated per 32 um cell of the slide
 _MARGIN_UM = 24.0  # largest reach of an object beyond its cell
 _SHIFT = 4  # cv2 drawing sub-pixel bits
 _SCALE = 1 << _SHIFT
+_PAD_PX = 16  # border drawn around every region and cut away (seamless tiles)
 
 
 class Specimen(Protocol):
@@ -167,7 +168,20 @@ class TissueSpecimen:
     def render(
         self, x0_um: float, y0_um: float, pitch_um: float, rows: int, cols: int
     ) -> np.ndarray:
-        """Transmittance ``(3, rows, cols, 3)`` of the region starting at ``(x0_um, y0_um)``."""
+        """Transmittance ``(3, rows, cols, 3)`` of the region starting at ``(x0_um, y0_um)``.
+
+        Drawn with a border that is cut away, so that anti-aliased shapes clipped at the edge
+        of one region join those of its neighbour without a seam.
+        """
+        pad = _PAD_PX
+        out = self._render_padded(
+            x0_um - pad * pitch_um, y0_um - pad * pitch_um, pitch_um, rows + 2 * pad, cols + 2 * pad
+        )
+        return np.ascontiguousarray(out[:, pad:-pad, pad:-pad])
+
+    def _render_padded(
+        self, x0_um: float, y0_um: float, pitch_um: float, rows: int, cols: int
+    ) -> np.ndarray:
         n_layers = len(self.layers_z_um)
         xs = (x0_um + np.arange(cols) * pitch_um)[None, :]
         ys = (y0_um + np.arange(rows) * pitch_um)[:, None]
