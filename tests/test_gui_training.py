@@ -21,40 +21,6 @@ def fill_form(panel, pairs, model_dir, *, epochs, dataset=None):
     panel.device_combo.setCurrentText("cpu")
 
 
-def test_training_draws_curves_and_evaluation_table(qtbot, make_window, tmp_path, messages):
-    pairs = write_pairs(tmp_path / "pairs", n_train=4, n_val=1, n_test=1)
-    window = make_window()
-    panel, ctrl = window.training_panel, window.training
-    fill_form(panel, pairs, tmp_path / "model", epochs=2)
-    phases = []
-    ctrl.phase_changed.connect(phases.append)
-    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
-    assert not panel.start_button.isEnabled()
-    qtbot.waitUntil(lambda: ctrl.outcome is not None, timeout=WAIT_MS)
-    assert messages == []
-    assert phases == ["training", "evaluating", "done"]
-    hist = ctrl.history
-    assert [m.epoch for m in hist] == [1, 2]
-    xs, ys = panel.loss_curve.getData()
-    assert list(xs) == [1, 2]
-    assert list(ys) == pytest.approx([m.train_loss for m in hist])
-    _, ssim = panel.ssim_curve.getData()
-    assert list(ssim) == pytest.approx([m.val_ssim for m in hist])
-    report = ctrl.outcome.report
-    assert panel.table.rowCount() == 3
-    assert [panel.table.item(i, 0).text() for i in range(3)] == [
-        "bicubic",
-        "network",
-        "network_x2",
-    ]
-    assert float(panel.table.item(1, 1).text()) == pytest.approx(
-        report.mean["network_ssim"], abs=1e-4
-    )
-    assert (tmp_path / "model" / "model.safetensors").is_file()
-    assert panel.start_button.isEnabled()
-    assert panel.progress.value() == 2
-
-
 def test_cancel_stops_training(qtbot, make_window, tmp_path, messages):
     pairs = write_pairs(tmp_path / "pairs", n_train=4, n_val=1, n_test=1)
     window = make_window()
@@ -80,3 +46,45 @@ def test_missing_directories_show_message(qtbot, make_window, tmp_path, messages
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     assert "does not exist" in messages[1]
     assert not window.training.running
+
+
+def test_registration_training_curves_and_evaluation_table(qtbot, make_window, tmp_path, messages):
+    from model.registration.simulated import make_simulated_dataset
+
+    make_simulated_dataset(
+        tmp_path / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=6, z_slices=1
+    )
+    window = make_window()
+    panel, ctrl = window.training_panel, window.training
+    fill_form(panel, tmp_path / "pairs", tmp_path / "model", epochs=2, dataset=tmp_path / "ds")
+    panel.patch_spin.setValue(48)
+    steps = []
+    ctrl.registration_progress.connect(lambda done, total: steps.append((done, total)))
+    phases = []
+    ctrl.phase_changed.connect(phases.append)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert not panel.start_button.isEnabled()
+    qtbot.waitUntil(lambda: ctrl.outcome is not None, timeout=WAIT_MS)
+    assert messages == []
+    assert phases == ["registering", "training", "evaluating", "done"]
+    assert steps[-1][0] == steps[-1][1] > 0
+    assert (tmp_path / "pairs" / "pairs.json").is_file()
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    # live curves: one point per epoch, the values the trainer reported
+    hist = ctrl.history
+    assert [m.epoch for m in hist] == [1, 2]
+    xs, ys = panel.loss_curve.getData()
+    assert list(xs) == [1, 2]
+    assert list(ys) == pytest.approx([m.train_loss for m in hist])
+    _, ssim = panel.ssim_curve.getData()
+    assert list(ssim) == pytest.approx([m.val_ssim for m in hist])
+    # evaluation table on the test fields
+    report = ctrl.outcome.report
+    assert panel.table.rowCount() == 3
+    methods = [panel.table.item(i, 0).text() for i in range(3)]
+    assert methods == ["bicubic", "network", "network_x2"]
+    assert float(panel.table.item(1, 1).text()) == pytest.approx(
+        report.mean["network_ssim"], abs=1e-4
+    )
+    assert panel.start_button.isEnabled()
+    assert panel.progress.value() == 2
