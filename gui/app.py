@@ -55,8 +55,10 @@ def run_app(
     *, simulate: bool, mm_config: Path | None = None, model_dir: Path | None = None, seed: int = 0
 ) -> int:
     """Open the window and run the Qt event loop until it closes; return the exit code."""
+    if not simulate and mm_config is None:
+        raise InputError("no microscope chosen; pass --simulate or --mm-config FILE")
+    enhancer = load_enhancer(model_dir)  # a bad model directory fails before the scope starts
     core = open_core(simulate=simulate, mm_config=mm_config, seed=seed)
-    enhancer = load_enhancer(model_dir)
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow
