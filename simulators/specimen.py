@@ -62,6 +62,7 @@ class _Nucleus:
     angle: float
     layer: int
     darkness: float
+    cell: float  # cell (membrane) size relative to the nucleus
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,11 @@ class TissueSpecimen:
         r = rng.uniform(2.2, 4.5, n)
         ratio, angle = rng.uniform(0.55, 1.0, n), rng.uniform(0, 180, n)
         layer, darkness = rng.integers(n_layers, size=n), rng.uniform(0.7, 1.3, n)
+        cell = rng.uniform(1.5, 2.4, n)
         nuclei = [
-            _Nucleus(x[k], y[k], r[k], r[k] * ratio[k], angle[k], int(layer[k]), darkness[k])
+            _Nucleus(
+                x[k], y[k], r[k], r[k] * ratio[k], angle[k], int(layer[k]), darkness[k], cell[k]
+            )
             for k in np.flatnonzero(keep)
         ]
         n = int(rng.poisson(3 + 6 * (1 - cellularity)))
@@ -215,18 +219,12 @@ class TissueSpecimen:
                 for n in nuclei:
                     c, axes = px(n.x, n.y), (ln(n.a), ln(n.b))
                     ang = round(n.angle)
+                    cell = (ln(n.cell * n.a), ln(0.9 * n.cell * n.b))
+                    cv2.ellipse(eos[n.layer], c, cell, ang, 0, 360, 60, -1, cv2.LINE_AA, _SHIFT)
                     cv2.ellipse(
-                        eos[n.layer],
-                        c,
-                        (ln(2.0 * n.a), ln(1.8 * n.b)),
-                        ang,
-                        0,
-                        360,
-                        160,
-                        max(1, round(0.15 / pitch_um)),
-                        cv2.LINE_AA,
-                        _SHIFT,
-                    )
+                        eos[n.layer], c, cell, ang, 0, 360, 110,
+                        max(1, round(0.15 / pitch_um)), cv2.LINE_AA, _SHIFT,
+                    )  # fmt: skip
                     cv2.ellipse(nuc[n.layer], c, axes, ang, 0, 360, 255, -1, cv2.LINE_AA, _SHIFT)
                     cv2.ellipse(
                         rim[n.layer],
