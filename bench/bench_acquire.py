@@ -4,7 +4,9 @@ For the same plan and simulator seed, times (a) ``run_acquisition`` end to end (
 events and hooks, read-back, OME-TIFF writing, manifest) and (b) the bare core calls the run
 made: objective changes, XY/Z moves and snaps, replayed from the dataset. Both start from a
 fresh core; one discarded warm-up run first fills the simulator's process-wide PSF cache, so that
-neither side pays for it. Prints medians per field and the overhead ratio as JSON.
+neither side pays for it, and its dataset is replayed for the bare timing. Pipeline and bare
+runs alternate order; the overhead is the median of the per-pair ratios, of wall time and of
+process CPU time (all threads; robust when other jobs load the machine). Prints JSON.
 
     python bench/bench_acquire.py --repeats 5 --roi 256
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -51,8 +54,8 @@ def make_plan(roi: int) -> AcquisitionPlan:
     )
 
 
-def replay(out: Path, seed: int, roi: int) -> float:
-    """Seconds for the bare core calls behind the dataset in *out* (same order)."""
+def replay(out: Path, seed: int, roi: int) -> tuple[float, float]:
+    """Wall and CPU seconds of the bare core calls behind the dataset in *out* (same order)."""
     ds = open_dataset(out)
     steps = []
     for rec in ds.done():
@@ -63,7 +66,7 @@ def replay(out: Path, seed: int, roi: int) -> float:
     w, h = core.getImageWidth(), core.getImageHeight()
     core.setROI((w - roi) // 2, (h - roi) // 2, roi, roi)
     current = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for objective, exposure, x, y, z in steps:
         if objective != current:
             core.setConfig("Objective", objective)
@@ -76,7 +79,7 @@ def replay(out: Path, seed: int, roi: int) -> float:
         core.waitForDevice(core.getFocusDevice())
         core.snapImage()
         core.getImage()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> int:
@@ -87,35 +90,44 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     plan = make_plan(args.roi)
-    pipeline, bare = [], []
-    n_fields = 0
-    for i in range(args.repeats + 1):
-        tmp = Path(tempfile.mkdtemp(prefix="bench_acq_"))
-        try:
-            core = make_core(seed=args.seed)
-            t0 = time.perf_counter()
-            summary = run_acquisition(plan, tmp / "ds", core)
-            elapsed = time.perf_counter() - t0
-            n_fields = summary.done
-            bare_s = replay(tmp / "ds", args.seed, args.roi)
-            if i > 0:  # run 0 is the warm-up
-                pipeline.append(elapsed)
-                bare.append(bare_s)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    p_med, b_med = statistics.median(pipeline), statistics.median(bare)
-    result = {
-        "fields": n_fields,
+    tmp = Path(tempfile.mkdtemp(prefix="bench_acq_"))
+    try:
+        # warm-up: fills the process-wide PSF cache; its dataset is the replay script
+        warm = run_acquisition(plan, tmp / "warm", make_core(seed=args.seed))
+        wall: dict[str, list[float]] = {"pipeline": [], "bare": [], "ratio": []}
+        cpu: dict[str, list[float]] = {"pipeline": [], "bare": [], "ratio": []}
+        for i in range(args.repeats):
+            # alternate the order so that drifting machine load hits both sides alike
+            if i % 2:
+                b, bc = replay(tmp / "warm", args.seed, args.roi)
+            t0, c0 = time.perf_counter(), time.process_time()
+            run_acquisition(plan, tmp / f"run{i}", make_core(seed=args.seed))
+            p, pc = time.perf_counter() - t0, time.process_time() - c0
+            if not i % 2:
+                b, bc = replay(tmp / "warm", args.seed, args.roi)
+            for d, (x, y) in ((wall, (p, b)), (cpu, (pc, bc))):
+                d["pipeline"].append(x)
+                d["bare"].append(y)
+                d["ratio"].append(x / y - 1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n = warm.done
+    result: dict[str, object] = {
+        "fields": n,
         "roi": args.roi,
         "repeats": args.repeats,
-        "pipeline_s_per_field_median": p_med / n_fields,
-        "bare_s_per_field_median": b_med / n_fields,
-        "overhead_ratio_median": p_med / b_med - 1,
-        "pipeline_s": pipeline,
-        "bare_s": bare,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "load_avg_1min": os.getloadavg()[0],
     }
+    for name, d in (("wall", wall), ("cpu", cpu)):
+        result[name] = {
+            "pipeline_s_per_field_median": statistics.median(d["pipeline"]) / n,
+            "bare_s_per_field_median": statistics.median(d["bare"]) / n,
+            "overhead_median": statistics.median(d["ratio"]),
+            "overhead_min": min(d["ratio"]),
+            "overhead_max": max(d["ratio"]),
+        }
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
