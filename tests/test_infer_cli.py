@@ -83,3 +83,18 @@ def test_frame_cost_counts_conv_flops() -> None:
     assert cost.layer_bytes > cost.min_bytes > 0
     assert cost.as_dict()["h100_floor_ms_layerwise"] > 0
     assert next(net.parameters()).device.type == "cpu"  # the net itself is untouched
+
+
+def test_output_paths_name_one_file_or_a_directory(tmp_path: Path) -> None:
+    from deepscope.errors import InputError
+    from model.inference.cli import output_paths
+
+    one = output_paths([tmp_path / "a.ome.tif"], tmp_path / "x.ome.tif")
+    assert one == [tmp_path / "x.ome.tif"]
+    many = output_paths([tmp_path / "a.ome.tif", tmp_path / "b.ome.tif"], tmp_path / "out")
+    assert many == [
+        tmp_path / "out" / "a_enhanced.ome.tif",
+        tmp_path / "out" / "b_enhanced.ome.tif",
+    ]
+    with pytest.raises(InputError, match="share a name"):
+        output_paths([tmp_path / "a.ome.tif", tmp_path / "d" / "a.ome.tif"], tmp_path / "out")
