@@ -18,6 +18,39 @@ def display_factor(shape: tuple[int, ...], max_px: int) -> int:
     return max(1, math.ceil(max(shape[0], shape[1]) / max_px))
 
 
+def display_window(
+    height: int,
+    width: int,
+    visible: tuple[float, float, float, float] | None,
+    screen_px: int,
+) -> tuple[int, int, int, int, int]:
+    """The part of an image to draw, and its downsampling factor, for a view on screen.
+
+    Parameters
+    ----------
+    height, width
+        Image size in pixels.
+    visible
+        ``(x, y, w, h)`` of the view in image pixels, or None for the whole image.
+    screen_px
+        Longest side of the view on screen, in screen pixels.
+
+    Returns
+    -------
+    tuple
+        ``(y0, y1, x0, x1, factor)``: draw ``image[y0:y1, x0:x1]`` reduced by ``factor``. A view
+        outside the image gives the whole image.
+    """
+    y0, y1, x0, x1 = 0, height, 0, width
+    if visible is not None:
+        vx, vy, vw, vh = visible
+        cx0, cx1 = max(0, math.floor(vx)), min(width, math.ceil(vx + vw))
+        cy0, cy1 = max(0, math.floor(vy)), min(height, math.ceil(vy + vh))
+        if cx1 > cx0 and cy1 > cy0:
+            y0, y1, x0, x1 = cy0, cy1, cx0, cx1
+    return y0, y1, x0, x1, display_factor((y1 - y0, x1 - x0), screen_px)
+
+
 def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     """Area-average *image* ``(y, x)`` or ``(y, x, c)`` by an integer *factor* (1: unchanged)."""
     if factor <= 1:

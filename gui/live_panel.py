@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from deepscope.errors import DeepscopeError
-from gui.display import auto_levels, display_factor, downsample, to_gray
+from gui.display import auto_levels, display_window, downsample, to_gray
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
 
 if TYPE_CHECKING:
@@ -41,7 +41,12 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 class ImagePane:
-    """One image in a view box with its own histogram/LUT; shows frames at screen resolution."""
+    """One image in a view box with its own histogram/LUT, drawn at screen resolution.
+
+    Only the part of the frame inside the view is drawn, reduced to about one frame pixel per
+    screen pixel: a zoomed-out view of a large frame costs little, a zoomed-in view shows every
+    pixel.
+    """
 
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str) -> None:
         self.view = pg.ViewBox(lockAspect=True, invertY=True, name=title)
@@ -63,24 +68,40 @@ class ImagePane:
         gray: bool,
         auto: bool,
     ) -> None:
-        """Display *image*; one source pixel covers *pixel_scale* scene units."""
-        factor = display_factor(image.shape, max_px)
-        shown = downsample(image, factor)
+        """Display *image*; one image pixel covers *pixel_scale* view units (raw pixels)."""
+        h, w = image.shape[:2]
+        first = self.shape is None or self.shape[:2] != (h, w)
+        visible = None
+        if not first:
+            r = self.view.viewRect()
+            visible = (
+                r.x() / pixel_scale,
+                r.y() / pixel_scale,
+                r.width() / pixel_scale,
+                r.height() / pixel_scale,
+            )
+        view_px = int(max(self.view.width(), self.view.height()))
+        screen_px = min(max_px, view_px) if view_px >= 16 else max_px
+        y0, y1, x0, x1, factor = display_window(h, w, visible, screen_px)
+        shown = downsample(image[y0:y1, x0:x1], factor)
         shown = to_gray(shown) if gray else (shown[..., 0] if shown.shape[-1] == 1 else shown)
         levels = auto_levels(shown) if auto else self.item.getLevels()
         if levels is None:
             levels = auto_levels(shown)
         self.item.setImage(shown, autoLevels=False, levels=levels)
         step = factor * pixel_scale
-        self.item.setTransform(QTransform.fromScale(step, step))
-        first = self.shape is None
+        transform = QTransform()
+        transform.translate(x0 * pixel_scale, y0 * pixel_scale)
+        transform.scale(step, step)
+        self.item.setTransform(transform)
         self.shape, self.factor = image.shape, factor
         if first:
-            self.view.autoRange(padding=0.0)
+            self.view.setRange(QRectF(0, 0, w * pixel_scale, h * pixel_scale), padding=0.0)
 
     def clear(self) -> None:
         """Remove the image (e.g. when the model is unloaded)."""
         self.item.clear()
+        self.shape = None
 
 
 class LivePanel(QWidget):
@@ -109,6 +130,13 @@ class LivePanel(QWidget):
         self.enhanced_pane = ImagePane(self.graphics.ci, 0, 2, "enhanced")
         self.enhanced_pane.view.setXLink(self.raw_pane.view)
         self.enhanced_pane.view.setYLink(self.raw_pane.view)
+        # after a pan/zoom, redraw the held frame at the new screen resolution (live mode
+        # redraws with the next frame anyway)
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(40)
+        self._redraw_timer.timeout.connect(self._redraw)
+        self.raw_pane.view.sigRangeChanged.connect(self._on_range_changed)
 
         layout = QHBoxLayout(self)
         layout.addWidget(self.graphics, stretch=1)
@@ -272,6 +300,10 @@ class LivePanel(QWidget):
     # -- controller -> view ------------------------------------------------------------------
     def show_frame(self, frame: LiveFrame) -> None:
         """Draw the raw frame and, when there is one, the enhanced frame."""
+        self._draw(frame)
+        self.frames_shown += 1
+
+    def _draw(self, frame: LiveFrame) -> None:
         gray = self.colour_combo.currentText() == "grayscale"
         auto = self.auto_levels_box.isChecked()
         max_px = self.max_display_px
@@ -283,11 +315,14 @@ class LivePanel(QWidget):
             )
         else:
             self.enhanced_pane.clear()
-        self.frames_shown += 1
 
     def _redraw(self) -> None:
         if self.controller.current is not None:
-            self.show_frame(self.controller.current)
+            self._draw(self.controller.current)
+
+    def _on_range_changed(self) -> None:
+        if not self.controller.running:
+            self._redraw_timer.start()
 
     def show_stats(self, stats: LiveStats) -> None:
         """Update the throughput and latency read-outs."""

@@ -70,6 +70,34 @@ def test_large_frames_are_downsampled_for_display(qtbot, make_window, tiny_model
     assert scene_rect(panel.enhanced_pane).width() == pytest.approx(128, abs=2)
 
 
+def test_zoomed_view_draws_only_the_visible_part_at_full_resolution(qtbot, make_window, tiny_model):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    panel.max_display_px = 100  # zoomed out: 128 px frames are halved
+    window.live.snap()
+    qtbot.waitUntil(lambda: panel.frames_shown >= 1, timeout=WAIT_MS)
+    assert panel.raw_pane.factor == 2
+    panel.raw_pane.view.setRange(xRange=(40, 60), yRange=(30, 50), padding=0)
+    qtbot.waitUntil(lambda: panel.raw_pane.factor == 1, timeout=WAIT_MS)
+    raw_shown = panel.raw_pane.item.image
+    assert raw_shown.shape[0] < 96
+    assert raw_shown.shape[1] < 128
+    rect = scene_rect(panel.raw_pane)
+    assert rect.left() <= 40
+    assert rect.top() <= 30
+    assert rect.right() >= 60
+    assert rect.bottom() >= 50
+    # the enhanced pane draws the same area, with 2.5x as many pixels
+    qtbot.waitUntil(lambda: panel.enhanced_pane.factor == 1, timeout=WAIT_MS)
+    enh_rect = scene_rect(panel.enhanced_pane)
+    assert enh_rect.left() <= 40
+    assert enh_rect.right() >= 60
+    frame = window.live.current
+    y0 = int(rect.top())
+    x0 = int(rect.left())
+    np.testing.assert_array_equal(raw_shown[0, 0], frame.raw[y0, x0])
+
+
 def test_grayscale_and_manual_levels(qtbot, make_window, tiny_model):
     window = make_window(tiny_model)
     panel = window.live_panel
@@ -81,7 +109,7 @@ def test_grayscale_and_manual_levels(qtbot, make_window, tiny_model):
     panel.auto_levels_box.setChecked(False)
     panel.raw_pane.item.setLevels((100.0, 200.0))
     window.live.snap()
-    qtbot.waitUntil(lambda: panel.frames_shown >= 3, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.frames_shown >= 2, timeout=WAIT_MS)
     assert tuple(panel.raw_pane.item.getLevels()) == pytest.approx((100.0, 200.0))
 
 
