@@ -217,3 +217,10 @@ def test_fault_rates_are_seeded():
     a = failures(1)
     assert a == failures(1)
     assert 1 <= sum(a) <= 15
+
+
+def test_camera_timeout_fault_waits_then_raises():
+    core = make_core(faults=FaultConfig(camera_timeout_rate=1.0, camera_timeout_s=0.01))
+    core.setROI(0, 0, 16, 16)
+    with pytest.raises(RuntimeError, match=r"timed out after 0\.01 s"):
+        core.snapImage()
