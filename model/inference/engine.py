@@ -36,6 +36,8 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: Default tile edge (input pixels) per device type: large tiles keep a GPU busy.
 DEFAULT_TILE = {"cuda": 1024, "cpu": 512}
+#: Frame dtypes uploaded unconverted; others become float32 on the host.
+_TRANSFER_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 #: Tiles of one shape run together on CUDA.
 DEFAULT_BATCH = {"cuda": 4, "cpu": 1}
 
@@ -302,10 +304,15 @@ class Enhancer:
             )
         if min(arr.shape[:2]) < 1:
             raise InputError(f"image of shape {arr.shape} is empty")
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        # camera dtypes travel as they are (half the bytes of float32) and convert on the device
+        dtype = arr.dtype if arr.dtype in _TRANSFER_DTYPES else np.dtype(np.float32)
+        return np.ascontiguousarray(arr, dtype=dtype)
 
     def _upload(self, frame: np.ndarray) -> torch.Tensor:
-        """``(y, x, c)`` host frame -> ``(c, y, x)`` device tensor (pinned, async on CUDA)."""
+        """``(y, x, c)`` host frame -> ``(c, y, x)`` device tensor (pinned, async on CUDA).
+
+        The frame keeps its dtype (uint8/uint16/float32); tiles become float32 on the device.
+        """
         host = torch.from_numpy(frame)
         if self._copy_stream is None:
             return host.permute(2, 0, 1)
@@ -352,7 +359,9 @@ class Enhancer:
         )
         pending: tuple[list[Tile], torch.Tensor, torch.cuda.Event | None] | None = None
         for batch in self._batches(tiles):
-            x = torch.stack([src[:, t.y.start : t.y.stop, t.x.start : t.x.stop] for t in batch])
+            x = torch.stack(
+                [src[:, t.y.start : t.y.stop, t.x.start : t.x.stop] for t in batch]
+            ).float()
             y = self._forward(x)
             if not single:
                 wts = np.stack([t.weight() for t in batch])[:, None]
