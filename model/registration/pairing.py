@@ -23,7 +23,7 @@ warped onto a grid exactly ``scale`` times finer covering the same area.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -50,6 +50,8 @@ WINDOW_MARGIN_PX = 12
 MAX_REFINE_MOVE_PX = 3.0
 #: Shading removal scale (40x pixels) before ECC.
 FLAT_SIGMA_PX = 4.0
+#: Most fields used to fit the common rotation and scale.
+COMMON_FIT_FIELDS = 16
 #: Smoothing of the 100x image (in 40x pixels) before it is downsampled, against aliasing.
 ANTIALIAS_SIGMA_PX = 0.5
 
@@ -61,7 +63,6 @@ class Thresholds:
     min_ncc: float
     min_contrast: float
     min_focus_ratio: float
-    max_residual_px: float
     max_scale_error: float
     min_crop_px: int
     search_radius_px: int
@@ -72,17 +73,12 @@ class TileSet:
     """Stitched tiles: colour images for cropping, flat-fielded grays for the fits."""
 
     images: list[np.ndarray]
-    grays: list[np.ndarray]
+    flats: list[np.ndarray]
     centres_um: np.ndarray
     mosaic: Mosaic
     mosaic_gray: np.ndarray
     pixel_um: float
     ids: list[str]
-    flats: list[np.ndarray] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.flats:
-            self.flats = [align.flatten(g, FLAT_SIGMA_PX) for g in self.grays]
 
     def slide_to_mosaic(self, x_um: float, y_um: float) -> tuple[float, float]:
         """Mosaic pixel of a slide position, through the nearest tile's stage position."""
@@ -106,8 +102,8 @@ class Located:
     tile: int
     tpl_box: tuple[int, int, int, int]
     win_box: tuple[int, int, int, int]
+    affine: np.ndarray
     similarity: np.ndarray
-    residual: float
     ecc: float
     metrics: dict[str, Any]
 
@@ -235,7 +231,7 @@ def _fit_own(
     sx0, sy0 = max(m, -tx + m), max(m, -ty + m)
     sx1, sy1 = min(dw - m, tw - tx - m), min(dh - m, th - ty - m)
     if sx1 - sx0 < limits.min_crop_px or sy1 - sy0 < limits.min_crop_px:
-        return Rejection("too little of the field lies inside one 40x tile", metrics)
+        return Rejection("too small: too little of the field lies inside one 40x tile", metrics)
     wx0, wy0 = max(0, tx + sx0 - WINDOW_MARGIN_PX), max(0, ty + sy0 - WINDOW_MARGIN_PX)
     wx1, wy1 = min(tw, tx + sx1 + WINDOW_MARGIN_PX), min(th, ty + sy1 + WINDOW_MARGIN_PX)
     loc = Located(
@@ -246,7 +242,7 @@ def _fit_own(
         (sx0, sy0, sx1, sy1),
         (wx0, wy0, wx1, wy1),
         np.zeros((2, 3)),
-        0.0,
+        np.zeros((2, 3)),
         0.0,
         metrics,
     )
@@ -254,8 +250,9 @@ def _fit_own(
     try:
         warp, ecc = align.refine_ecc(loc.template(), loc.window(tiles), loc.to_ecc(coarse))
     except cv2.error:
-        return Rejection("refinement did not converge", metrics)
-    sim, residual = align.nearest_similarity(loc.from_ecc(warp), w, h)
+        return Rejection("refinement failed: ECC did not converge", metrics)
+    affine = loc.from_ecc(warp)
+    sim, _ = align.nearest_similarity(affine, w, h)
     _, _, rot, s = align.similarity_params(sim)
     nominal = dw / w
     move = _centre_move(sim, coarse, w, h)
@@ -272,13 +269,8 @@ def _fit_own(
             metrics,
         )
     if ecc < limits.min_ncc:
-        return Rejection(f"NCC too low after refinement: {ecc:.2f} < {limits.min_ncc}", metrics)
-    if residual > limits.max_residual_px:
-        return Rejection(
-            f"refinement residual {residual:.2f} px > {limits.max_residual_px}: not a similarity",
-            metrics,
-        )
-    loc.similarity, loc.residual, loc.ecc = sim, residual, ecc
+        return Rejection(f"NCC too low: {ecc:.2f} < {limits.min_ncc} after refinement", metrics)
+    loc.affine, loc.similarity, loc.ecc = affine, sim, ecc
     return loc
 
 
@@ -295,14 +287,16 @@ def _with_linear(loc: Located, linear: np.ndarray) -> np.ndarray:
     return np.column_stack([linear, target - linear @ centre])
 
 
-def _shift_only(loc: Located, tiles: TileSet, linear: np.ndarray) -> tuple[np.ndarray, float]:
+def _shift_only(
+    loc: Located, tiles: TileSet, linear: np.ndarray, eps: float = 1e-5
+) -> tuple[np.ndarray, float]:
     warp, ecc = align.refine_ecc(
         loc.template(),
         loc.window(tiles),
         loc.to_ecc(_with_linear(loc, linear)),
         motion=cv2.MOTION_TRANSLATION,
         iterations=50,
-        eps=1e-5,
+        eps=eps,
     )
     return loc.from_ecc(warp), ecc
 
@@ -315,8 +309,10 @@ def _linear(rot_deg: float, scale: float) -> np.ndarray:
 def fit_common(located: list[Located], tiles: TileSet) -> tuple[float, float]:
     """One rotation (deg) and scale for all fields: maximise their mean ECC, shifts free.
 
-    Starts at the median of the fields' own estimates.
+    Starts at the median of the fields' own estimates; uses at most ``COMMON_FIT_FIELDS``
+    fields (those with the best own ECC).
     """
+    located = sorted(located, key=lambda loc: loc.ecc, reverse=True)[:COMMON_FIT_FIELDS]
     params = np.array([align.similarity_params(loc.similarity)[2:] for loc in located])
     rot0, scale0 = (float(v) for v in np.median(params, axis=0))
 
@@ -325,7 +321,7 @@ def fit_common(located: list[Located], tiles: TileSet) -> tuple[float, float]:
         total = 0.0
         for loc in located:
             try:
-                total += _shift_only(loc, tiles, lin)[1]
+                total += _shift_only(loc, tiles, lin, eps=1e-4)[1]
             except cv2.error:
                 continue
         return -total / len(located)
@@ -344,24 +340,41 @@ def fit_common(located: list[Located], tiles: TileSet) -> tuple[float, float]:
     return rot0 + float(res.x[0]), scale0 * (1 + float(res.x[1]) * 1e-2)
 
 
+def residual_px(a: np.ndarray, b: np.ndarray, w: int, h: int) -> float:
+    """RMS distance (output pixels) between two maps over a ``w x h`` field."""
+    gx, gy = np.meshgrid(np.linspace(0, w - 1, 9), np.linspace(0, h - 1, 9))
+    pts = np.column_stack([gx.ravel(), gy.ravel()])
+    return float(np.sqrt(((align.apply(a, pts) - align.apply(b, pts)) ** 2).sum(axis=1).mean()))
+
+
 def final_transform(
-    loc: Located, tiles: TileSet, common: tuple[float, float] | None
-) -> tuple[np.ndarray, float] | Rejection:
-    """hr->tile similarity of a located field, with the common rotation and scale if given."""
-    if common is None:
-        return loc.similarity, loc.ecc
+    loc: Located, tiles: TileSet, common: tuple[float, float] | None, max_residual_px: float
+) -> tuple[np.ndarray, float, float] | Rejection:
+    """Final hr->tile similarity, its ECC and residual; the common rotation/scale if given.
+
+    The residual is the RMS distance (40x pixels) over the field between the field's own
+    affine fit and the final similarity: large when the field does not follow the model.
+    """
     h, w = loc.hr_shape
-    try:
-        sim, ecc = _shift_only(loc, tiles, _linear(*common))
-    except cv2.error:
-        return Rejection("refinement with the common rotation/scale did not converge", loc.metrics)
-    move = _centre_move(sim, loc.similarity, w, h)
-    loc.metrics.update(ecc=round(ecc, 4), common_move_px=round(move, 3))
-    if move > MAX_REFINE_MOVE_PX:
+    if common is None:
+        sim, ecc = loc.similarity, loc.ecc
+    else:
+        try:
+            sim, ecc = _shift_only(loc, tiles, _linear(*common))
+        except cv2.error:
+            return Rejection(
+                "refinement failed: no convergence with the common rotation/scale", loc.metrics
+            )
+        loc.metrics["common_move_px"] = round(_centre_move(sim, loc.similarity, w, h), 3)
+    residual = residual_px(loc.affine, sim, w, h)
+    loc.metrics.update(ecc=round(ecc, 4), residual_px=round(residual, 3))
+    if residual > max_residual_px:
         return Rejection(
-            f"inconsistent with the common rotation/scale: moved {move:.1f} px", loc.metrics
+            f"refinement residual: {residual:.2f} px > {max_residual_px} between the field's own "
+            "fit and the similarity",
+            loc.metrics,
         )
-    return sim, ecc
+    return sim, ecc, residual
 
 
 def _inner_rect(
@@ -412,7 +425,7 @@ def cut_pair(
     th, tw = tiles.mosaic.tile_shape
     i0, j0, nw, nh = _inner_rect(sim, w, h, (tw, th), scale_mult)
     if nw < min_crop_px or nh < min_crop_px:
-        return f"overlap with the tile too small: {nw}x{nh} px < {min_crop_px}"
+        return f"too small: the field covers {nw}x{nh} px of its tile (< {min_crop_px})"
     lr = tiles.images[tile][j0 : j0 + nh, i0 : i0 + nw]
     hw, hh = round(nw * scale), round(nh * scale)
     # hr pixel (u, v) centre -> tile coordinate -> 100x pixel

@@ -23,6 +23,7 @@ from model.pairs import Pair, PairSet, Transform, save_pairset
 from model.registration import align, qc
 from model.registration.focus import best_focus_index, to_gray
 from model.registration.pairing import (
+    FLAT_SIGMA_PX,
     Located,
     Rejection,
     Thresholds,
@@ -64,7 +65,9 @@ class RegistrationOptions(BaseModel):
     min_focus_ratio: float = Field(
         0.6, ge=0, description="lowest 100x/40x sharpness ratio on the 40x grid"
     )
-    max_residual_px: float = Field(0.5, gt=0, description="largest affine-vs-similarity RMS")
+    max_residual_px: float = Field(
+        1.5, gt=0, description="largest RMS (40x px) between a field's own fit and the final"
+    )
     max_scale_error: float = Field(0.05, gt=0, description="largest deviation from nominal")
     min_crop_px: int = Field(32, ge=8, description="smallest 40x crop side")
     overview_pairs: int = Field(3, ge=0, description="pairs shown in qc_overview.png")
@@ -123,17 +126,26 @@ def _scale_fraction(ratio: float) -> Fraction:
 
 
 def _load_tiles(inputs: Inputs, max_shift_px: float) -> TileSet:
-    images, grays = [], []
+    images, grays, flats = [], [], []
     for entry in tqdm(inputs.tiles, desc="tiles", unit="tile", leave=False):
         stack, _ = read_ome_tiff(entry.path)
         img = stack[best_focus_index(stack)] if stack.shape[0] > 1 else stack[0]
         images.append(img)
         grays.append(to_gray(img))
+        flats.append(align.flatten(grays[-1], FLAT_SIGMA_PX))
     p = inputs.tile_pixel_um
     centres = np.array([(e.x_um, e.y_um) for e in inputs.tiles])
-    mosaic = stitch_tiles(grays, centres / p, max_shift_px=max_shift_px)
-    gray = mosaic.compose(grays)
-    return TileSet(images, grays, centres, mosaic, gray, p, [e.field_id for e in inputs.tiles])
+    # flat-fielded: vignetting would otherwise correlate (or anti-correlate) the overlaps
+    mosaic = stitch_tiles(flats, centres / p, max_shift_px=max_shift_px)
+    return TileSet(
+        images,
+        flats,
+        centres,
+        mosaic,
+        mosaic.compose(grays),
+        p,
+        [e.field_id for e in inputs.tiles],
+    )
 
 
 @dataclass
@@ -163,12 +175,12 @@ def _finish(
     samples: list[tuple[str, np.ndarray, np.ndarray]],
 ) -> Accepted | Rejection:
     """Final transform, crop, warp and write one located field."""
-    fin = final_transform(loc, tiles, common)
+    fin = final_transform(loc, tiles, common, opts.max_residual_px)
     if isinstance(fin, Rejection):
         return fin
-    sim, ecc = fin
+    sim, ecc, residual = fin
     if ecc < opts.min_ncc:
-        return Rejection(f"NCC too low after refinement: {ecc:.2f} < {opts.min_ncc}", loc.metrics)
+        return Rejection(f"NCC too low: {ecc:.2f} < {opts.min_ncc} after refinement", loc.metrics)
     scale = float(frac)
     cut = cut_pair(image, sim, tiles, loc.tile, scale, frac.denominator, opts.min_crop_px, white)
     if isinstance(cut, str):
@@ -201,7 +213,7 @@ def _finish(
     h, w = loc.hr_shape
     corners = align.apply(to_mosaic, np.array([[0, 0], [w, 0], [w, h], [0, h]], float))
     loc.metrics["to_tile"] = sim.round(8).tolist()
-    return Accepted(lr_rel, hr_rel, cut.ncc, loc.residual, to_mosaic, corners, loc.metrics)
+    return Accepted(lr_rel, hr_rel, cut.ncc, residual, to_mosaic, corners, loc.metrics)
 
 
 def register_dataset(
@@ -234,7 +246,6 @@ def register_dataset(
         min_ncc=opts.min_ncc,
         min_contrast=opts.min_contrast,
         min_focus_ratio=opts.min_focus_ratio,
-        max_residual_px=opts.max_residual_px,
         max_scale_error=opts.max_scale_error,
         min_crop_px=opts.min_crop_px,
         search_radius_px=math.ceil(opts.search_radius_um / p_lr),

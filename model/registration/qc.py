@@ -14,6 +14,8 @@ from model.pairs import PairSet
 QC_JSON = "qc.json"
 QC_MD = "qc.md"
 QC_PNG = "qc_overview.png"
+#: Largest side (pixels) of an image drawn in the overview.
+PANEL_PX = 512
 
 
 def reason_kind(reason: str) -> str:
@@ -106,14 +108,22 @@ def write_overview(
     ncols = 1 + len(samples)
     fig = Figure(figsize=(4 * ncols, 4.4))
     ax = fig.add_subplot(1, ncols, 1)
-    ax.imshow(mosaic, cmap="gray")
+    # the figure is ~450 px per panel: draw small copies (extent keeps mosaic coordinates)
+    step = max(1, max(mosaic.shape) // PANEL_PX)
+    ax.imshow(
+        mosaic[::step, ::step],
+        cmap="gray",
+        extent=(-0.5, mosaic.shape[1] - 0.5, mosaic.shape[0] - 0.5, -0.5),
+    )
     for corners, ok, label in footprints:
         closed = np.vstack([corners, corners[:1]])
         ax.plot(closed[:, 0], closed[:, 1], color="lime" if ok else "red", lw=0.8)
         ax.text(corners[0, 0], corners[0, 1], label, color="yellow", fontsize=5)
     ax.set_title("40x mosaic: accepted (green), rejected (red)", fontsize=8)
     ax.axis("off")
-    for i, (pid, lr, hr) in enumerate(samples, start=2):
+    for i, (pid, lr, hr_full) in enumerate(samples, start=2):
+        f = min(1.0, PANEL_PX / max(hr_full.shape))
+        hr = cv2.resize(hr_full, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         up = cv2.resize(lr, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
         norm = [(im - im.mean()) / (im.std() + 1e-9) for im in (up, hr)]
         board = compare_images(norm[0], norm[1], method="checkerboard", n_tiles=(6, 6))
