@@ -6,15 +6,27 @@ blurred (Gaussian PSF) and area-downsampled by 2.5, as a lower-NA objective woul
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 from model.pairs import Pair, PairSet, save_pairset
 
 MAX_VALUE = 4095.0
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a shared 2-core box, 2 threads spin and run several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def synthetic_field(
@@ -79,6 +91,70 @@ def write_pairs(
             lr_pixel_size_um=0.185,
             hr_pixel_size_um=0.074,
             source="synthetic",
+            seed=seed,
+            pairs=pairs,
+        ),
+    )
+    return directory
+
+
+def write_sim_pairs(
+    directory: Path,
+    *,
+    n_train: int = 8,
+    n_val: int = 2,
+    n_test: int = 2,
+    lr_size: int = 96,
+    seed: int = 0,
+    spacing_um: float = 60.0,
+) -> Path:
+    """Write a pairs directory of perfectly aligned 40x/100x snaps of the simulated slide.
+
+    Without imperfections both objectives image the same area centred on the stage position:
+    a centred ``lr_size`` 40x ROI and a ``2.5 * lr_size`` 100x frame cover the same field.
+    """
+    from simulators import make_core
+
+    hr_size = lr_size * 5 // 2
+    core = make_core(seed=seed, imperfections=False, sensor=(hr_size, hr_size))
+    off = (hr_size - lr_size) // 2
+    (directory / "pairs").mkdir(parents=True, exist_ok=True)
+    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    pairs = []
+    for i, split in enumerate(splits):
+        x, y = (i % 4) * spacing_um, (i // 4) * spacing_um
+        core.setXYPosition(x, y)
+        core.setConfig("Objective", "40x")
+        core.setROI(off, off, lr_size, lr_size)
+        core.snapImage()
+        lr = np.asarray(core.getImage())
+        core.clearROI()
+        core.setConfig("Objective", "100x")
+        core.snapImage()
+        hr = np.asarray(core.getImage())
+        pid = f"s{i:03d}"
+        out = directory / "pairs"
+        write_ome_tiff(out / f"{pid}_lr.ome.tif", lr, ImageMeta(pixel_size_um=0.185))
+        write_ome_tiff(out / f"{pid}_hr.ome.tif", hr, ImageMeta(pixel_size_um=0.074))
+        pairs.append(
+            Pair(
+                pair_id=pid,
+                field_id=f"f{i:03d}",
+                split=split,  # type: ignore[arg-type]
+                accepted=True,
+                lr=f"pairs/{pid}_lr.ome.tif",
+                hr=f"pairs/{pid}_hr.ome.tif",
+            )
+        )
+    save_pairset(
+        directory,
+        PairSet(
+            scale=2.5,
+            channels=3,
+            max_value=MAX_VALUE,
+            lr_pixel_size_um=0.185,
+            hr_pixel_size_um=0.074,
+            source="simulator",
             seed=seed,
             pairs=pairs,
         ),

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dlm_pairs import write_pairs
+from dlm_pairs import one_thread, write_pairs  # noqa: F401 (fixture)
 from safetensors.torch import load_file
 
+from deepscope.cli import main
 from deepscope.errors import InputError
 from model.config import Normalisation
 from model.store import load_model
@@ -28,6 +29,8 @@ from model.training.train import dlm_loss, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"batch_size": 12, "patch_size": 24, "lr": 1e-3, "base_channels": 8, "num_blocks": 2}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +203,9 @@ def test_resume_with_other_settings_is_refused(pairs: Path, tmp_path: Path) -> N
     assert again.completed
 
 
-def test_sigkill_then_resume_gives_identical_weights(pairs: Path, tmp_path: Path) -> None:
+def test_sigkill_then_resume_gives_identical_weights(
+    pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = _cfg(epochs=4, checkpoint_every=1)
     threads = torch.get_num_threads()
     train_model(pairs, tmp_path / "ref", cfg)
@@ -221,14 +226,9 @@ def test_sigkill_then_resume_gives_identical_weights(pairs: Path, tmp_path: Path
     assert proc.wait(30) == -signal.SIGKILL
     step = load_checkpoint(ckpt).header["state"]["global_step"]
     assert 2 <= step < 4 * 3
-    done = subprocess.run(
-        [sys.executable, *_cli_train(pairs, out, cfg), "--json"],
-        env=_cli_env(threads),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    summary = json.loads(done.stdout)
+    capsys.readouterr()
+    assert main([*_cli_train(pairs, out, cfg)[2:], "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["completed"]
     assert len(summary["history"]) == 4
     _assert_same(_weights(out / CHECKPOINT_NAME), _weights(tmp_path / "ref" / CHECKPOINT_NAME))

@@ -40,7 +40,10 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(default=50, ge=1, description="steps between checkpoints")
     seed: int = 0
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    deterministic: bool = True
+    deterministic: bool | None = Field(
+        default=None,
+        description="deterministic kernels; None: on for the CPU, off on CUDA (cudnn.benchmark)",
+    )
     global_skip: bool = True
     num_blocks: int = Field(default=5, ge=1)
     base_channels: int = Field(default=32, ge=1)

@@ -23,5 +23,7 @@ def ssim_psnr(image: np.ndarray, target: np.ndarray, max_value: float) -> tuple[
     b = np.clip(b.astype(np.float64) / max_value, 0.0, 1.0)
     channel_axis = -1 if a.ndim == 3 else None
     ssim = structural_similarity(a, b, data_range=1.0, channel_axis=channel_axis)
+    if np.array_equal(a, b):  # skimage would divide by a zero error
+        return float(ssim), float("inf")
     psnr = peak_signal_noise_ratio(b, a, data_range=1.0)
     return float(ssim), float(psnr)

@@ -103,7 +103,10 @@ def _pick_device(pref: str, local_rank: int) -> torch.device:
 
 def _set_determinism(config: TrainConfig, device: torch.device) -> None:
     torch.manual_seed(config.seed)
-    if config.deterministic:
+    deterministic = config.deterministic
+    if deterministic is None:
+        deterministic = device.type != "cuda"
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
