@@ -128,3 +128,16 @@ def test_invalid_plan_text_shows_message(qtbot, make_window, tmp_path, messages)
     assert "YAML" in messages[0]
     assert "width_um" in messages[1]
     assert not window.acquisition.running
+
+
+def test_closing_the_window_mid_acquisition_cancels_and_joins(qtbot, make_window, tmp_path, oil):
+    window = make_window()
+    panel = window.acquisition_panel
+    panel.editor.setPlainText(TINY_PLAN.format(retries=0))
+    panel.out_field.edit.setText(str(tmp_path / "ds"))
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert window.acquisition.running
+    window.close()  # the leak check then finds no acquisition thread left
+    assert not window.acquisition.running
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds.done("target")) == 0
