@@ -29,7 +29,7 @@ import numpy as np
 
 from model.pairs import load_pairset
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import SimulatedDataset, make_simulated_dataset
+from model.registration.simulated import SimulatedDataset, make_simulated_dataset, tissue_region
 from simulators.microscope import pixel_to_slide
 
 
@@ -90,6 +90,7 @@ def main() -> None:
             n_targets=args.fields,
             z_slices=1,
             min_tissue=0.7,
+            centre_um=tissue_region(args.seed, 2.7 * args.accuracy_px * 0.185),
         )
         summary = register_dataset(acc.path, work / "acc_pairs")
         result["accuracy"] = {
@@ -105,6 +106,7 @@ def main() -> None:
             n_targets=args.speed_fields,
             z_slices=5,
             min_tissue=0.7,
+            centre_um=tissue_region(args.seed + 1, 2.7 * args.speed_px * 0.185),
         )
         timings: dict[str, object] = {}
         for edof in (True, False):

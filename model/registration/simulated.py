@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import ndimage
 
 from acquire.dataset import (
     FIELDS_DIR,
@@ -52,20 +53,30 @@ class SimulatedDataset:
         return compose(invert(self.truths[tile_id].affine()), self.truths[target_id].affine())
 
 
+def _density_grid(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from simulators.specimen import TissueSpecimen
+
+    ys, xs = np.mgrid[-3000:3000:4.0, -3000:3000:4.0]
+    return xs, ys, TissueSpecimen(seed).tissue_density(xs, ys)
+
+
+def tissue_region(seed: int, size_um: float) -> tuple[float, float]:
+    """Centre of the square region of *size_um* with the most tissue (searched on a grid)."""
+    xs, ys, dens = _density_grid(seed)
+    k = round(size_um / 4.0)
+    cover = ndimage.uniform_filter(dens, size=k)
+    cover[:k, :] = cover[-k:, :] = cover[:, :k] = cover[:, -k:] = -1.0  # whole regions only
+    iy, ix = np.unravel_index(int(np.argmax(cover)), cover.shape)
+    return float(xs[iy, ix]), float(ys[iy, ix])
+
+
 def glassy_region(seed: int, size_um: float, hole_um: float) -> tuple[float, float, float, float]:
     """A region centre mostly covered by tissue that holds a bare-glass spot, and that spot.
 
     Returns ``(region_x, region_y, glass_x, glass_y)`` in um, searched deterministically.
     """
-    from simulators.specimen import TissueSpecimen
-
-    spec = TissueSpecimen(seed)
-    ys, xs = np.mgrid[-3000:3000:4.0, -3000:3000:4.0]
-    dens = spec.tissue_density(xs, ys)
-    from scipy import ndimage
-
-    k = max(1, round(hole_um / 4.0))
-    glass = ndimage.maximum_filter(dens, size=k) == 0
+    xs, ys, dens = _density_grid(seed)
+    glass = ndimage.maximum_filter(dens, size=max(1, round(hole_um / 4.0))) == 0
     tissue = ndimage.uniform_filter(dens, size=round(size_um / 4.0))
     score = np.where(glass, tissue, -1.0)
     iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)

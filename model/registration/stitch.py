@@ -92,7 +92,7 @@ def _measure(
         # a Tukey taper: suppresses the FFT's wrap-around edges, yet keeps narrow strips usable
         win = window(("tukey", 0.3), crop_i.shape)
         shift, _, _ = phase_cross_correlation(
-            (crop_i - crop_i.mean()) * win, (crop_j - crop_j.mean()) * win, upsample_factor=20
+            (crop_i - crop_i.mean()) * win, (crop_j - crop_j.mean()) * win, upsample_factor=10
         )
         # crop_j(q) = crop_i(q + s): tile j sits at oj + s relative to tile i's oi
         rel = np.array([oj[0] - oi[0] + shift[1], oj[1] - oi[1] + shift[0]], dtype=np.float64)
