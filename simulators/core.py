@@ -14,7 +14,7 @@ from pymmcore_plus.experimental.unicore import UniMMCore
 from deepscope.errors import InputError
 from simulators.devices import SimCamera, SimLamp, SimTurret, SimXYStage, SimZStage
 from simulators.faults import FaultConfig
-from simulators.microscope import VirtualMicroscope
+from simulators.microscope import BIT_DEPTH, VirtualMicroscope
 from simulators.optics import OBJECTIVES
 from simulators.specimen import Specimen, TissueSpecimen
 
@@ -51,6 +51,12 @@ class SimulatedCore(UniMMCore):
         super().setAutoShutter(state)
         if (scope := getattr(self, "microscope", None)) is not None:
             scope.auto_shutter = bool(state)
+
+    def getImageBitDepth(self) -> int:  # noqa: N802
+        """Bit depth of the camera's pixels (12 for the simulated camera, not its uint16 dtype)."""
+        if isinstance(self._py_camera(), SimCamera):
+            return BIT_DEPTH
+        return int(super().getImageBitDepth())
 
     def _binning(self) -> float:
         cam = self.getCameraDevice()

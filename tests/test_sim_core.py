@@ -52,6 +52,7 @@ def test_snap_is_12bit_rgb_of_roi_and_logged(core):
     assert img.shape == (96, 96, 3)
     assert img.dtype == np.uint16
     assert img.max() <= 4095
+    assert core.getImageBitDepth() == 12
     assert img.std() > 0
     truth = microscope_of(core).snap_log[-1]
     assert (truth.commanded_x_um, truth.commanded_y_um, truth.commanded_z_um) == (120.0, -40.0, 0.5)
