@@ -211,3 +211,16 @@ def test_cuda_fp32_tiled_equals_cpu(
     ref = Enhancer(net, config, device="cpu", precision="fp32").enhance(img)
     out = Enhancer(net, config, device="cuda", precision="fp32", tile=64).enhance(img)
     assert np.abs(out - ref).max() <= 1e-4
+
+
+@CUDA
+@pytest.mark.parametrize("tile", [96, 1024])
+def test_cuda_enhance_async_overlapping_frames_match(
+    net: DeepMicroscopyNet, config: ModelConfig, tile: int
+) -> None:
+    gpu = Enhancer(net, config, device="cuda", precision="fp32", tile=tile)
+    assert gpu.overlaps
+    frames = [specimen(150, 170, seed=s) for s in range(3)]
+    collectors = [gpu.enhance_async(f) for f in frames]  # all queued before any is collected
+    for frame, collect in zip(frames, collectors, strict=True):
+        np.testing.assert_allclose(collect(), gpu.enhance(frame), atol=1e-5)

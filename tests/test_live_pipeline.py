@@ -6,7 +6,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +51,31 @@ class SlowEnhancer:
         self.delay_s = delay_s
         self.scale = inner.scale
 
-    def enhance(self, image: np.ndarray, *, self_feed: bool = False) -> np.ndarray:
+    overlaps = False
+
+    def enhance_async(
+        self, image: np.ndarray, *, self_feed: bool = False
+    ) -> Callable[[], np.ndarray]:
         time.sleep(self.delay_s)
-        return self.inner.enhance(image, self_feed=self_feed)
+        out = self.inner.enhance(image, self_feed=self_feed)
+        return lambda: out
+
+
+class DeferredEnhancer:
+    """Like the CUDA path: ``enhance_async`` returns at once, the work happens on collect."""
+
+    overlaps = True
+
+    def __init__(self, inner: Enhancer) -> None:
+        self.inner = inner
+        self.scale = inner.scale
+        self.started: list[int] = []
+
+    def enhance_async(
+        self, image: np.ndarray, *, self_feed: bool = False
+    ) -> Callable[[], np.ndarray]:
+        self.started.append(int(image[0, 0, 0]))
+        return lambda: self.inner.enhance(image, self_feed=self_feed)
 
 
 def ours() -> set[threading.Thread]:
@@ -242,3 +264,32 @@ def test_pycromanager_acquisition_hook_records_every_image(tmp_path: Path) -> No
     rows = [r for r in read_jsonl(tmp_path / "frames.jsonl") if r["kind"] == "raw"]
     assert {(r["x_um"], r["y_um"]) for r in rows} == {(0.0, 0.0), (150.0, 75.0)}
     assert sorted({r["z_um"] for r in rows}) == [-1.0, 0.0, 1.0]
+
+
+def test_overlapping_enhancer_publishes_every_started_frame_in_order(
+    core: SimulatedCore, enhancer: Enhancer
+) -> None:
+    deferred = DeferredEnhancer(enhancer)
+    pipeline = LivePipeline(core, deferred, camera=False)  # type: ignore[arg-type]
+    pipeline.start()
+    seen = []
+    for i in range(6):
+        pipeline.submit(np.full((16, 20, 3), i, np.uint16), {"pixel_size_um": 0.185})
+        end = time.monotonic() + 10
+        # a lone in-flight frame is collected without waiting for the next one
+        while pipeline.stats().frames_enhanced < i + 1 and time.monotonic() < end:
+            time.sleep(0.005)
+        frame = pipeline.latest()
+        assert frame is not None
+        seen.append(frame.index)
+    stats = pipeline.stop()
+    assert seen == list(range(6))
+    assert deferred.started == list(range(6))
+    assert stats.frames_enhanced == stats.frames_in == 6
+    assert stats.dropped == 0
+
+
+def test_enhance_async_on_cpu_equals_enhance(enhancer: Enhancer) -> None:
+    frame = np.random.default_rng(0).integers(0, 4096, (20, 24, 3), dtype=np.uint16)
+    assert not enhancer.overlaps
+    np.testing.assert_array_equal(enhancer.enhance_async(frame)(), enhancer.enhance(frame))

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +25,12 @@ from acquire.live.sources import CoreSequenceSource, FrameMetaReader, acquisitio
 from deepscope.errors import DeepscopeError, HardwareError, InputError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from model.inference.engine import Enhancer
 
 log = logging.getLogger("deepscope.live")
+
+#: A frame waiting for the worker: index, raw pixels, arrival time, device meta.
+Job = tuple[int, np.ndarray, float, dict[str, Any]]
 
 #: Frames kept for the rate and latency statistics (a sliding window).
 STATS_WINDOW = 10_000
@@ -81,7 +83,7 @@ class LivePipeline:
         self._use_camera = camera
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._pending: tuple[int, np.ndarray, float, dict[str, Any]] | None = None
+        self._pending: Job | None = None
         self._latest: LiveFrame | None = None
         self._frames_in = 0
         self._frames_enhanced = 0
@@ -251,42 +253,75 @@ class LivePipeline:
         if self._use_camera and self.core.isSequenceRunning():
             self.core.stopSequenceAcquisition()
 
-    def _next(self) -> tuple[tuple[int, np.ndarray, float, dict[str, Any]], Any, bool] | None:
+    def _next(self, wait: bool) -> tuple[Job, Enhancer | None, bool] | None:
+        """The newest unprocessed frame with the model settings to use; None when stopping.
+
+        Without *wait*, also None when no frame is pending.
+        """
         with self._cond:
             while not self._stop.is_set():
-                item, self._pending = self._pending, None
-                if item is not None:
-                    return item, self._enhancer, self._self_feed
+                job, self._pending = self._pending, None
+                if job is not None:
+                    return job, self._enhancer, self._self_feed
+                if not wait:
+                    return None
                 self._cond.wait(0.1)
             return None
 
     def _work(self) -> None:
-        while (job := self._next()) is not None:
-            (index, raw, arrival, meta), enhancer, self_feed = job
-            try:
-                enhanced = enhancer.enhance(raw, self_feed=self_feed) if enhancer else None
-            except Exception as exc:  # e.g. out of GPU memory: stop loudly
-                self._fail(exc)
-                return
-            ready = time.perf_counter() if enhanced is not None else None
-            frame = LiveFrame(index, raw, enhanced, arrival, ready, meta)
-            with self._cond:
-                self._latest = frame
-                if ready is not None:
-                    self._frames_enhanced += 1
-                    self._readies.append(ready)
-                    self._latencies_ms.append(1e3 * (ready - arrival))
-            if enhanced is not None and self.save_enhanced and self._recorder is not None:
-                px = meta["pixel_size_um"] / enhancer.scale
-                item = RecordItem(
-                    "enhanced",
-                    index,
-                    as_storable(enhanced, raw.dtype),
-                    {**meta, "pixel_size_um": px},
-                    arrival - self._t0,
-                )
-                try:
-                    self._recorder.put(item, block=True)
-                except RecordingOverflowError as exc:
-                    self._fail(exc)
-                    return
+        # On CUDA the next frame is started before the previous one is collected, so its upload
+        # and compute overlap the previous download; on the CPU each frame completes in turn.
+        inflight: tuple[Job, Enhancer, Callable[[], np.ndarray]] | None = None
+        try:
+            while True:
+                got = self._next(wait=inflight is None)
+                if got is None:
+                    if inflight is None:
+                        return  # stopping
+                    self._collect(*inflight)
+                    inflight = None
+                    continue
+                job, enhancer, self_feed = got
+                if enhancer is None:
+                    if inflight is not None:
+                        self._collect(*inflight)
+                        inflight = None
+                    self._publish(job, None, None)
+                    continue
+                collect = enhancer.enhance_async(job[1], self_feed=self_feed)
+                if inflight is not None:
+                    self._collect(*inflight)
+                    inflight = None
+                if enhancer.overlaps:
+                    inflight = (job, enhancer, collect)
+                else:
+                    self._collect(job, enhancer, collect)
+        except Exception as exc:  # out of GPU memory, recording overflow: stop loudly
+            self._fail(exc)
+
+    def _collect(self, job: Job, enhancer: Enhancer, collect: Callable[[], np.ndarray]) -> None:
+        enhanced = collect()
+        self._publish(job, enhanced, enhancer)
+
+    def _publish(self, job: Job, enhanced: np.ndarray | None, enhancer: Enhancer | None) -> None:
+        index, raw, arrival, meta = job
+        ready = time.perf_counter() if enhanced is not None else None
+        frame = LiveFrame(index, raw, enhanced, arrival, ready, meta)
+        with self._cond:
+            self._latest = frame
+            if ready is not None:
+                self._frames_enhanced += 1
+                self._readies.append(ready)
+                self._latencies_ms.append(1e3 * (ready - arrival))
+        if enhanced is None or enhancer is None or not self.save_enhanced:
+            return
+        if self._recorder is not None:
+            px = meta["pixel_size_um"] / enhancer.scale
+            item = RecordItem(
+                "enhanced",
+                index,
+                as_storable(enhanced, raw.dtype),
+                {**meta, "pixel_size_um": px},
+                arrival - self._t0,
+            )
+            self._recorder.put(item, block=True)

@@ -211,7 +211,9 @@ class Enhancer:
         if self.cuda_graphs:
             forward = _GraphRunner(forward)
         self._forward = forward
-        self._copy_stream = torch.cuda.Stream(self.device) if is_cuda else None
+        # separate streams: the upload of the next frame need not queue behind this download
+        self._up_stream = torch.cuda.Stream(self.device) if is_cuda else None
+        self._down_stream = torch.cuda.Stream(self.device) if is_cuda else None
         self._lock = threading.Lock()
 
     @classmethod
@@ -268,6 +270,11 @@ class Enhancer:
             "scale": self.scale,
         }
 
+    @property
+    def overlaps(self) -> bool:
+        """True when :meth:`enhance_async` returns before the work is done (CUDA)."""
+        return self._down_stream is not None
+
     def enhance(self, image: np.ndarray, *, self_feed: bool = False) -> np.ndarray:
         """Enhance one frame of raw intensities.
 
@@ -285,13 +292,29 @@ class Enhancer:
         """
         frame = self._check(image)
         with self._lock, torch.inference_mode():
-            out = self._enhance_array(frame)
+            out = self._start(frame)()
             if self_feed:
                 h, w = frame.shape[:2]
                 t = torch.from_numpy(out).permute(2, 0, 1)[None]
                 back = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True)
-                out = self._enhance_array(back[0].permute(1, 2, 0).contiguous().numpy())
+                out = self._start(back[0].permute(1, 2, 0).contiguous().numpy())()
         return out
+
+    def enhance_async(
+        self, image: np.ndarray, *, self_feed: bool = False
+    ) -> Callable[[], np.ndarray]:
+        """Start enhancing *image*; return a function that waits for and returns the result.
+
+        On CUDA the call returns once the work is queued, so the upload and compute of the next
+        frame overlap with the download of this one. On the CPU (and with *self_feed*, which
+        needs the first pass on the host) the work is done before it returns.
+        """
+        if self_feed or not self.overlaps:
+            out = self.enhance(image, self_feed=self_feed)
+            return lambda: out
+        frame = self._check(image)
+        with self._lock, torch.inference_mode():
+            return self._start(frame)
 
     def _check(self, image: np.ndarray) -> np.ndarray:
         arr = np.asarray(image)
@@ -314,13 +337,13 @@ class Enhancer:
         The frame keeps its dtype (uint8/uint16/float32); tiles become float32 on the device.
         """
         host = torch.from_numpy(frame)
-        if self._copy_stream is None:
+        if self._up_stream is None:
             return host.permute(2, 0, 1)
         pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
         pinned.copy_(host)
-        with torch.cuda.stream(self._copy_stream):
+        with torch.cuda.stream(self._up_stream):
             dev = pinned.to(self.device, non_blocking=True)
-        torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
+        torch.cuda.current_stream(self.device).wait_stream(self._up_stream)
         dev.record_stream(torch.cuda.current_stream(self.device))
         return dev.permute(2, 0, 1)
 
@@ -334,24 +357,25 @@ class Enhancer:
 
     def _download(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
         """Start copying *y* to the host; return the host tensor and an event to wait on."""
-        if self._copy_stream is None:
+        if self._down_stream is None:
             return y, None
         host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
-        self._copy_stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self._copy_stream):
+        self._down_stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._down_stream):
             host.copy_(y, non_blocking=True)
             done = torch.cuda.Event()
             done.record()
-        y.record_stream(self._copy_stream)
+        y.record_stream(self._down_stream)
         return host, done
 
-    def _enhance_array(self, frame: np.ndarray) -> np.ndarray:
+    def _start(self, frame: np.ndarray) -> Callable[[], np.ndarray]:
+        """Queue all tiles of *frame*; blend all but the last batch; return the finisher."""
         h, w, c = frame.shape
         oh, ow = self.output_shape(h, w)
         tiles = plan_tiles(h, w, self.tile, self.overlap, self.net)
         src = self._upload(frame)
-        out = np.zeros((oh, ow, c), dtype=np.float32)
         single = len(tiles) == 1
+        out = (np.empty if single else np.zeros)((oh, ow, c), dtype=np.float32)
         bar: tqdm[Any] | None = (
             tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
             if self.progress and not single
@@ -370,11 +394,17 @@ class Enhancer:
             if pending is not None:  # blend the previous batch while this one computes
                 self._blend(out, *pending, single, bar)
             pending = (batch, *download)
-        if pending is not None:
-            self._blend(out, *pending, single, bar)
-        if bar is not None:
-            bar.close()
-        return out
+        last = pending
+
+        def finish() -> np.ndarray:
+            if last is not None:
+                with torch.inference_mode():
+                    self._blend(out, *last, single, bar)
+            if bar is not None:
+                bar.close()
+            return out
+
+        return finish
 
     @staticmethod
     def _blend(
