@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,12 +55,39 @@ def _profile(args: argparse.Namespace) -> MicroscopeProfile:
     return MicroscopeProfile.from_file(args.profile) if args.profile else MicroscopeProfile()
 
 
-def _ask_for_oil() -> bool:
+@contextlib.contextmanager
+def _ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: stop after the current event (``cancel``); a second one: interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        sys.stderr.write("\nstopping after the current image (Ctrl-C again to force)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ask_for_oil(cancel: threading.Event) -> bool:
+    if cancel.is_set():  # Ctrl-C came during the last tile
+        return False
     sys.stderr.write(
         "\nApply immersion oil for the 100x objective, then press Enter (q + Enter stops): "
     )
     sys.stderr.flush()
-    answer = sys.stdin.readline()
+    cancel.set()  # while waiting here, Ctrl-C interrupts at once
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        return False
+    cancel.clear()
     if not answer:
         sys.stderr.write("no input (stdin closed); rerun with --resume --no-pause\n")
         return False
@@ -81,12 +110,18 @@ def _acquire(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{p.phase}, {p.failed} failed", refresh=False)
         bar.update(p.finished - bar.n)
 
+    cancel = threading.Event()
+
     def pause() -> bool:
         bar.clear()
-        return _ask_for_oil()
+        return _ask_for_oil(cancel)
 
     # pycromanager's engine prints retries on stdout: keep stdout for the --json summary
-    with _scope(args) as scope, contextlib.redirect_stdout(sys.stderr):
+    with (
+        _scope(args) as scope,
+        contextlib.redirect_stdout(sys.stderr),
+        _ctrl_c_cancels(cancel),
+    ):
         try:
             summary = run_acquisition(
                 plan,
@@ -96,6 +131,7 @@ def _acquire(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 pause_for_oil=None if args.no_pause else pause,
                 progress=progress,
+                cancel=cancel,
             )
         finally:
             bar.close()
@@ -110,8 +146,10 @@ def _acquire(args: argparse.Namespace) -> int:
         for field_id, reason in summary.failures:
             print(f"  failed {field_id}: {reason}", file=sys.stderr)
     if summary.cancelled:
-        print("stopped before the end; rerun with --resume to continue", file=sys.stderr)
-        return 1
+        print(
+            "stopped; completed fields are kept, rerun with --resume to continue", file=sys.stderr
+        )
+        return 130
     return 0
 
 

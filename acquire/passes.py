@@ -11,6 +11,7 @@ failed once its retries are spent, and starts a new acquisition with the fields 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -242,9 +243,9 @@ class PassRunner:
             acq.acquire(events)
             acq.mark_finished()
             acq.await_completion()
-        except KeyboardInterrupt:
-            acq.abort()
-            acq.await_completion()
+        except KeyboardInterrupt:  # a forced stop; a polite one sets `cancel` instead
+            with contextlib.suppress(Exception):
+                acq.abort()
             raise
         except Exception as exc:
             i = state["current"]

@@ -78,3 +78,33 @@ def test_sigkill_mid_run_then_resume_gives_exactly_the_complete_set(tmp_path: Pa
         assert stack.shape[0] == len(meta.planes)
     files = {p.name for p in (out / "fields").iterdir()}
     assert files == {f"{i}.ome.tif" for i in ids}
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    plan_path = tmp_path / "plan.yaml"
+    AcquisitionPlan.from_dict(PLAN).to_file(plan_path)
+    out = tmp_path / "ds"
+    proc = subprocess.Popen(
+        _cmd(plan_path, out, "--no-pause", "--seed", "3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while len(_manifest_ids(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)  # the engine shuts down: no hang at exit
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "rerun with --resume" in err.decode()
+    before = _manifest_ids(out)
+    assert 2 <= len(before) < TOTAL
+    assert not list(out.rglob("*.partial"))
+    res = subprocess.run(
+        _cmd(plan_path, out, "--no-pause", "--seed", "3", "--resume", "--json"),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    ids = _manifest_ids(out)
+    assert len(ids) == len(set(ids)) == TOTAL
