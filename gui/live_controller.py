@@ -310,10 +310,14 @@ class LiveController(QObject):
             self.stage_changed.emit(self.read_stage())
 
     def set_objective(self, name: str) -> None:
-        """Switch the objective turret to preset *name* of the ``Objective`` group."""
+        """Switch the objective turret to preset *name*; live mode restarts around the move."""
+        was_running = self.running
+        self.stop()
         self.core.setConfig(OBJECTIVE_GROUP, name)
         self.core.waitForConfig(OBJECTIVE_GROUP, name)
-        if not self.running:
+        if was_running:
+            self.start()
+        else:
             self.stage_changed.emit(self.read_stage())
 
     def move_xy(self, dx_um: float, dy_um: float) -> None:

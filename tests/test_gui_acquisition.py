@@ -141,3 +141,24 @@ def test_closing_the_window_mid_acquisition_cancels_and_joins(qtbot, make_window
     assert not window.acquisition.running
     ds = open_dataset(tmp_path / "ds")
     assert len(ds.done("target")) == 0
+
+
+def test_plan_save_and_load_round_trip(qtbot, make_window, tmp_path, monkeypatch, messages):
+    from PySide6.QtWidgets import QFileDialog
+
+    from acquire.plan import AcquisitionPlan
+
+    window = make_window()
+    panel = window.acquisition_panel
+    path = tmp_path / "plan.yaml"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    panel.editor.setPlainText(TINY_PLAN.format(retries=3))
+    panel.save_plan()
+    assert AcquisitionPlan.from_file(path).retries == 3
+    panel.editor.setPlainText("")
+    panel.load_plan()
+    assert panel.plan() == AcquisitionPlan.from_file(path)
+    assert panel.check_plan()
+    assert "valid" in panel.phase_label.text()
+    assert messages == []

@@ -203,3 +203,27 @@ def test_model_failing_on_frames_stops_live_with_message(qtbot, make_window, tmp
     assert "live mode stopped" in messages[0]
     assert "does not fit the model" in messages[0]
     assert window.live_panel.live_button.text() == "Start live"
+
+
+def test_self_feeding_reaches_the_model(qtbot, make_window, tiny_model):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    panel.self_feed_box.setChecked(True)
+    assert window.live.self_feed
+    window.live.snap()
+    qtbot.waitUntil(lambda: window.live.current is not None, timeout=WAIT_MS)
+    frame = window.live.current
+    enhancer = window.live.enhancer
+    np.testing.assert_array_equal(frame.enhanced, enhancer.enhance(frame.raw, self_feed=True))
+    assert not np.array_equal(frame.enhanced, enhancer.enhance(frame.raw, self_feed=False))
+
+
+def test_switching_objective_while_live_restarts_live(qtbot, make_window, tiny_model, sim_core):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    window.live.start()
+    panel.objective_combo.textActivated.emit("100x")
+    assert window.live.running
+    qtbot.waitUntil(lambda: panel.readouts["objective"].text() == "100x", timeout=WAIT_MS)
+    assert panel.readouts["pixel size"].text() == "0.0740 um"
+    window.live.stop()
