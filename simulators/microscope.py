@@ -37,6 +37,7 @@ BIT_DEPTH = 12
 #: Stage travel limits (um): a 100 x 70 mm slide stage and 2 mm of focus travel.
 XY_LIMITS_UM = ((-50_000.0, 50_000.0), (-35_000.0, 35_000.0))
 Z_LIMITS_UM = (-1_000.0, 1_000.0)
+SNAP_LOG_LIMIT = 100_000
 
 
 class ObjectiveTruth(BaseModel):
@@ -138,7 +139,9 @@ class VirtualMicroscope:
     """State, physics and ground truth of the simulated microscope.
 
     Devices only forward to this object. Tests read ``objectives``, ``xy_stage``, ``z_stage`` and
-    ``snap_log`` to measure errors against the truth.
+    ``snap_log`` to measure errors against the truth. ``snap_log`` keeps the newest
+    ``SNAP_LOG_LIMIT`` frames (live view would otherwise grow it without bound); each entry's
+    ``index`` counts every frame since the core was made.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class VirtualMicroscope:
         )
         self.faults = FaultInjector(faults)
         self.snap_log: list[SnapTruth] = []
+        self._snaps = 0
         self.objective = "40x"
         self.shutter_open = False
         #: mirrors the core's auto-shutter: the lamp opens around every exposure
@@ -262,6 +266,9 @@ class VirtualMicroscope:
             self.faults.before_snap(camera)
             truth = self._truth_for(roi, binning, exposure_ms)
             self.snap_log.append(truth)
+            self._snaps += 1
+            if len(self.snap_log) > SNAP_LOG_LIMIT:
+                del self.snap_log[: SNAP_LOG_LIMIT // 2]
             key = (
                 truth.objective,
                 self._true[:],
@@ -286,7 +293,7 @@ class VirtualMicroscope:
         obj = self.objectives[self.objective]
         spec = self.spec()
         return SnapTruth(
-            index=len(self.snap_log),
+            index=self._snaps,
             objective=self.objective,
             commanded_x_um=self._cmd[0],
             commanded_y_um=self._cmd[1],
