@@ -214,8 +214,12 @@ def test_self_feeding_reaches_the_model(qtbot, make_window, tiny_model):
     qtbot.waitUntil(lambda: window.live.current is not None, timeout=WAIT_MS)
     frame = window.live.current
     enhancer = window.live.enhancer
-    np.testing.assert_array_equal(frame.enhanced, enhancer.enhance(frame.raw, self_feed=True))
-    assert not np.array_equal(frame.enhanced, enhancer.enhance(frame.raw, self_feed=False))
+    # tolerances allow for non-deterministic GPU kernels; self-feeding changes pixels by ~10
+    np.testing.assert_allclose(
+        frame.enhanced, enhancer.enhance(frame.raw, self_feed=True), rtol=0, atol=2.0
+    )
+    once = enhancer.enhance(frame.raw, self_feed=False)
+    assert np.abs(frame.enhanced - once).mean() > 2.0
 
 
 def test_switching_objective_while_live_restarts_live(qtbot, make_window, tiny_model, sim_core):
