@@ -61,6 +61,9 @@ class DatasetInfo(BaseModel):
 
     format_version: Literal[1] = DATASET_VERSION
     software_version: str
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="versions of the libraries that wrote the dataset"
+    )
     created: str
     tile_objective: ObjectiveInfo
     target_objective: ObjectiveInfo

@@ -7,6 +7,7 @@ pause for immersion oil, every target field at the calibrated offsets.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import threading
 import time
@@ -82,6 +83,17 @@ def _objective_info(scope: Scope, profile: MicroscopeProfile, name: str) -> Opti
         pixel_size_um=px,
     )
     return Optics(name, info, (width * px, height * px))
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of the libraries on the acquisition path, for ``dataset.json``."""
+    out = {}
+    for name in ("pycromanager", "pymmcore-plus", "pymmcore", "numpy", "tifffile", "ome-types"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def _check_limits(
@@ -182,6 +194,7 @@ def _run(
     _check_limits(plan, profile, tiles, focus_z)
     info = DatasetInfo(
         software_version=__version__,
+        versions=_library_versions(),
         created=now_iso(),
         tile_objective=tile_optics.spec,
         target_objective=target_optics.spec,

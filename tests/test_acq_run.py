@@ -57,6 +57,7 @@ def test_small_plan_files_and_metadata_match_the_stage(tmp_path: Path) -> None:
     ds = open_dataset(tmp_path / "ds")
     assert ds.info.plan_hash == small_plan().plan_hash()
     assert ds.info.calibration == cal
+    assert "pycromanager" in ds.info.versions
     tiles, targets = ds.done("tile"), ds.done("target")
     assert len(tiles) == 4
     assert len(targets) == 4
