@@ -107,15 +107,17 @@ class LiveController(QObject):
         return None if self.enhancer is None else float(self.enhancer.scale)
 
     def read_stage(self) -> StageState:
-        """Read position, objective, pixel size and exposure from the core."""
+        """Read position, objective, pixel size and exposure from the core (NaN: no stage)."""
         core = self.core
         objective = ""
         if core.isGroupDefined(OBJECTIVE_GROUP):
             objective = core.getCurrentConfig(OBJECTIVE_GROUP)
+        nan = float("nan")
+        x, y = core.getXYPosition() if core.getXYStageDevice() else (nan, nan)
         return StageState(
-            x_um=float(core.getXPosition()),
-            y_um=float(core.getYPosition()),
-            z_um=float(core.getPosition()),
+            x_um=float(x),
+            y_um=float(y),
+            z_um=float(core.getPosition()) if core.getFocusDevice() else nan,
             objective=objective,
             pixel_size_um=float(core.getPixelSizeUm()),
             exposure_ms=float(core.getExposure()),
