@@ -103,13 +103,17 @@ class SimCamera(CameraDevice):
     def start_sequence(
         self, n: int | None, get_buffer: Callable[[Sequence[int], DTypeLike], np.ndarray]
     ) -> Iterator[Mapping[str, Any]]:
-        """Expose *n* frames (or until stopped), each paced to the exposure time."""
-        roi, binning, exposure = self.get_roi(), self._binning, self._exposure_ms
+        """Expose *n* frames (or until stopped), each paced to the exposure time.
+
+        ROI and binning are fixed for the sequence; exposure changes apply to the next frame.
+        """
+        roi, binning = self.get_roi(), self._binning  # fixed while the sequence runs
         label = self.get_label()
         shape, dtype = self.shape(), self.dtype()
         count = 0
         next_t = time.perf_counter()
         while n is None or count < n:
+            exposure = self._exposure_ms  # may change between frames (live view)
             frame, truth = self._scope.snap(
                 roi, binning, exposure, illuminated=self._illuminated(), camera=label
             )

@@ -123,6 +123,24 @@ def test_continuous_sequence_is_paced_to_exposure(core):
     assert img.shape == (96, 96, 3)
 
 
+def test_exposure_change_applies_during_live_sequence(core):
+    core.setExposure(5.0)
+    core.startContinuousSequenceAcquisition(0)
+    try:
+        deadline = time.perf_counter() + 10
+        while core.getRemainingImageCount() < 2 and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        before = core.getLastImage().astype(float).mean()
+        core.setExposure(10.0)
+        core.clearCircularBuffer()
+        while core.getRemainingImageCount() < 3 and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        after = core.getLastImage().astype(float).mean()
+    finally:
+        core.stopSequenceAcquisition()
+    assert (after - 100) / (before - 100) == pytest.approx(2.0, rel=0.1)
+
+
 @pytest.mark.parametrize(
     ("action", "match"),
     [
