@@ -68,4 +68,5 @@ def run_app(
     window.show()
     code = app.exec()
     log.debug("event loop ended with %d", code)
+    window.deleteLater()
     return int(code)

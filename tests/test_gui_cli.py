@@ -1,4 +1,5 @@
 import pytest
+from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
 
 from deepscope.cli import build_parser, main
 
@@ -26,3 +27,25 @@ def test_gui_command_reports_bad_input_in_one_line(argv, expected, capsys, tmp_p
     assert expected in err
     assert err.startswith("deepscope: error:")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_gui_command_opens_the_window_and_returns_when_it_closes(
+    qtbot, qt_leak_check, tiny_model, monkeypatch
+):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
+    seen = []
+
+    def close_windows():
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        seen.extend((w.windowTitle(), w.live.scale, w.isVisible()) for w in windows)
+        for w in windows:
+            w.close()
+
+    QTimer.singleShot(1000, close_windows)
+    assert main(["gui", "--simulate", "--model", str(tiny_model)]) == 0
+    assert seen == [("deepscope", 2.5, True)]
