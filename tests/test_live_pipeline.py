@@ -293,3 +293,42 @@ def test_enhance_async_on_cpu_equals_enhance(enhancer: Enhancer) -> None:
     frame = np.random.default_rng(0).integers(0, 4096, (20, 24, 3), dtype=np.uint16)
     assert not enhancer.overlaps
     np.testing.assert_array_equal(enhancer.enhance_async(frame)(), enhancer.enhance(frame))
+
+
+def skip_every_other_frame(core: SimulatedCore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the core lose frames the way an overwritten circular buffer does."""
+    pop = core.popNextImageAndMD
+
+    def lossy() -> tuple[np.ndarray, object]:
+        end = time.monotonic() + 0.2
+        while core.getRemainingImageCount() < 2 and time.monotonic() < end:
+            time.sleep(0.001)
+        if core.getRemainingImageCount() >= 2:
+            pop()
+        return pop()
+
+    monkeypatch.setattr(core, "popNextImageAndMD", lossy)
+
+
+def test_frames_lost_in_the_core_buffer_are_counted_as_dropped(
+    core: SimulatedCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skip_every_other_frame(core, monkeypatch)
+    pipeline = LivePipeline(core, None)
+    pipeline.start()
+    wait_for(pipeline, 10)
+    stats = pipeline.stop()
+    assert stats.dropped >= stats.frames_in // 3 > 0
+
+
+def test_frames_lost_in_the_core_buffer_fail_a_recording(
+    core: SimulatedCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skip_every_other_frame(core, monkeypatch)
+    pipeline = LivePipeline(core, None, record_dir=tmp_path)
+    pipeline.start()
+    end = time.monotonic() + 20
+    while pipeline.running and time.monotonic() < end:
+        time.sleep(0.01)
+    with pytest.raises(RecordingOverflowError, match="circular buffer overwrote 1 frame"):
+        pipeline.stop()

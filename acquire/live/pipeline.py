@@ -125,7 +125,7 @@ class LivePipeline:
             self._recorder.start()
         self._worker.start()
         if self._use_camera:
-            self._source = CoreSequenceSource(self.core, self.submit)
+            self._source = CoreSequenceSource(self.core, self.submit, on_lost=self._lost)
             self._source.start()
         log.info("live mode started (model: %s)", self._enhancer is not None)
 
@@ -226,6 +226,19 @@ class LivePipeline:
                 raise
 
     # ---------------------------------------------------------------- threads
+
+    def _lost(self, n: int) -> None:
+        """The core's buffer overwrote *n* frames: dropped for display, fatal when recording."""
+        with self._cond:
+            self._frames_in += n
+            self._dropped += n
+        if self._recorder is not None:
+            self._fail(
+                RecordingOverflowError(
+                    f"the camera's circular buffer overwrote {n} frame(s) before they were "
+                    "read; enlarge it (setCircularBufferMemoryFootprint) or lower the frame rate"
+                )
+            )
 
     def _make_recorder(self, directory: Path) -> Recorder:
         core = self.core

@@ -58,14 +58,26 @@ class CoreSequenceSource:
         A started core with a camera (the simulator's ``UniMMCore`` or a hardware one).
     submit
         Called with ``(raw, meta)`` for every frame, in order; must not block.
+    on_lost
+        Called with the number of frames the core's circular buffer overwrote before they were
+        read (a gap in the ``ImageNumber`` tags).
     poll_s
         Sleep between polls of an empty circular buffer.
     """
 
-    def __init__(self, core: CMMCorePlus, submit: Submit, *, poll_s: float = 0.001) -> None:
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        submit: Submit,
+        *,
+        on_lost: Callable[[int], None] | None = None,
+        poll_s: float = 0.001,
+    ) -> None:
         self.core = core
         self.submit = submit
+        self.on_lost = on_lost
         self.poll_s = poll_s
+        self._last_number: int | None = None
         self.read_meta = FrameMetaReader(core)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deepscope-live-reader", daemon=True)
@@ -87,12 +99,22 @@ class CoreSequenceSource:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _check_sequence(self, md: Any) -> None:
+        try:
+            number = int(md.get("ImageNumber"))
+        except (TypeError, ValueError):  # a camera without image numbers
+            return
+        last, self._last_number = self._last_number, number
+        if last is not None and number > last + 1 and self.on_lost is not None:
+            self.on_lost(number - last - 1)
+
     def _run(self) -> None:
         core = self.core
         try:
             while True:
                 if core.getRemainingImageCount() > 0:
-                    raw, _ = core.popNextImageAndMD()
+                    raw, md = core.popNextImageAndMD()
+                    self._check_sequence(md)
                     self.submit(raw, self.read_meta())
                 elif self._stop.is_set():
                     return
