@@ -81,14 +81,18 @@ class _Dist:
         return self.rank == 0
 
 
-def _init_distributed() -> _Dist:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+def _init_distributed(device_pref: str) -> _Dist:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
+
+    NCCL when the ranks train on CUDA, gloo on the CPU.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _Dist(0, 1, 0, owns_group=False)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        cuda = torch.cuda.is_available() and device_pref != "cpu"
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns)
 
 
@@ -99,6 +103,12 @@ def _pick_device(pref: str, local_rank: int) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device={pref!r} requested but CUDA is not available; use 'cpu'")
     return device
+
+
+def _bind_cuda(device: torch.device) -> None:
+    """Make *device* the current CUDA device (NCCL needs it before the first collective)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
 
 
 def _set_determinism(config: TrainConfig, device: torch.device) -> None:
@@ -237,7 +247,7 @@ def train_model(
     """
     config = config or TrainConfig()
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
-    ddp = _init_distributed()
+    ddp = _init_distributed(config.device)
     try:
         return _train(pairs_dir, out_dir, config, ddp, progress, cancel, resume)
     finally:
@@ -267,6 +277,7 @@ def _train(
             f"batch_size={config.batch_size} is not divisible by the {ddp.world} DDP ranks"
         )
     device = _pick_device(config.device, ddp.local_rank)
+    _bind_cuda(device)
     _set_determinism(config, device)
     model_cfg = _model_config(pairs_dir, pairset, config, train_fields, val_fields)
     lr_p, hr_p = extract_patches(
@@ -294,7 +305,10 @@ def _train(
     if ddp.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / TRAIN_CONFIG_NAME, config.model_dump_json(indent=2) + "\n")
-    model: torch.nn.Module = DistributedDataParallel(net) if ddp.world > 1 else net
+    model: torch.nn.Module = net
+    if ddp.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = DistributedDataParallel(net, device_ids=ids)
     sampler: DistributedSampler[int] = DistributedSampler(
         range(n),  # type: ignore[arg-type]
         num_replicas=ddp.world,
@@ -394,6 +408,9 @@ def _train(
             checkpoint()
             if ddp.main:
                 _write_metrics_csv(out_dir / METRICS_NAME, state.history)
+                plot_curves(
+                    out_dir / "curves.png", [EpochMetrics(**h) for h in state.history], bicubic
+                )
                 if writer is not None:
                     for key in ("train_loss", "val_ssim", "val_psnr", "lr"):
                         writer.add_scalar(key, getattr(metrics, key), metrics.epoch)
@@ -408,8 +425,6 @@ def _train(
             if progress is not None:
                 progress(metrics)
     history = [EpochMetrics(**h) for h in state.history]
-    if ddp.main and history:
-        plot_curves(out_dir / "curves.png", history, bicubic)
     return TrainResult(
         model_dir=out_dir,
         completed=not cancelled,
