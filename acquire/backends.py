@@ -127,7 +127,11 @@ def python_scope(core: Any) -> Iterator[Scope]:
     """A :class:`Scope` on a pymmcore-plus core, with pycromanager's Python engine installed."""
     from acquire.pycro_core import pycro_engine
 
-    with pycro_engine(core) as adapter:
+    with contextlib.ExitStack() as stack:
+        try:
+            adapter = stack.enter_context(pycro_engine(core))
+        except RuntimeError as exc:  # another acquisition or live view holds the engine
+            raise HardwareError(f"cannot start pycromanager's engine: {exc}") from exc
         yield Scope(adapter)
 
 

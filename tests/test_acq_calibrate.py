@@ -56,6 +56,26 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert err[-1].startswith("deepscope: error:")
     assert "targets.z.step_um" in err[-1]
     assert not (tmp_path / "ds").exists()
+    good = tmp_path / "good.yaml"
+    good.write_text("region: {x_um: 0, y_um: 0, width_um: 50, height_um: 50}\n")
+    missing = tmp_path / "scope.cfg"
+    args = ["acquire", str(good), "--out", str(tmp_path / "ds"), "--mm-config", str(missing)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().endswith(f"configuration {missing} does not exist")
+
+
+def test_engine_in_use_is_a_hardware_error(tmp_path: Path) -> None:
+    from acquire.plan import AcquisitionPlan
+    from acquire.pycro_core import pycro_engine
+    from acquire.runner import run_acquisition
+    from deepscope.errors import HardwareError
+
+    core = make_core(seed=0)
+    plan = AcquisitionPlan.from_dict(
+        {"region": {"x_um": 0, "y_um": 0, "width_um": 9, "height_um": 9}}
+    )
+    with pycro_engine(core), pytest.raises(HardwareError, match="engine"):
+        run_acquisition(plan, tmp_path / "ds", core)
 
 
 def test_calibrate_cli_writes_a_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
