@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="camera ROI in pixels"
     )
     p.add_argument("--seed", type=int, default=0, help="slide and imperfection seed (default 0)")
-    p.add_argument("--specimen", choices=("tissue", "usaf"), default="tissue")
+    p.add_argument(
+        "--specimen", choices=("tissue", "usaf"), default="tissue", help="slide (default tissue)"
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="output .ome.tif")
     p.set_defaults(func=_snap)
 
