@@ -88,6 +88,24 @@ def measure_overlapped(enhancer: Enhancer, frame: np.ndarray, frames: int, warmu
     return {"frames": frames, "fps": frames / (time.perf_counter() - t0)}
 
 
+def camera_check(enhancer: Enhancer, seconds: float, roi: int, exposure_ms: float) -> dict:
+    """Live mode on the simulator with and without the model: the camera rate must not drop."""
+    from acquire.live.pipeline import LivePipeline
+    from simulators import make_core
+
+    out = {}
+    for name, model in (("no_model", None), ("model", enhancer)):
+        core = make_core(seed=0)
+        core.setROI(0, 0, roi, roi)
+        core.setExposure(exposure_ms)
+        pipeline = LivePipeline(core, model)
+        pipeline.start()
+        time.sleep(seconds)
+        out[name] = pipeline.stop().as_dict()
+        print("camera check", name, out[name], file=sys.stderr, flush=True)
+    return {"roi": roi, "exposure_ms": exposure_ms, "seconds": seconds, **out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
@@ -99,6 +117,13 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--compile", action="store_true", help="also torch.compile the optimized path")
+    p.add_argument(
+        "--camera-check",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also run live mode on the simulator (512 ROI, 20 ms) with and without the model",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
 
@@ -154,6 +179,9 @@ def main() -> None:
             k: cost.flops * v["fps"] / 1e12 for k, v in row["variants"].items()
         }
         results["sizes"].append(row)
+    if args.camera_check > 0:
+        live = Enhancer(net, config, device=device, precision="bf16")
+        results["camera_check"] = camera_check(live, args.camera_check, 512, 20.0)
     results["h100_peaks"] = {"bf16_flops": H100_BF16_FLOPS, "hbm_bytes_per_s": H100_HBM_BYTES_PER_S}
     text = json.dumps(results, indent=2)
     if args.out is not None:
