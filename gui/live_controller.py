@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from acquire.live.sources import FrameMetaReader
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 from gui.worker import BackgroundTask
@@ -91,6 +92,7 @@ class LiveController(QObject):
         self._last_index = -1
         self._snap_task: BackgroundTask | None = None
         self._snap_count = 0
+        self._read_meta = FrameMetaReader(core)  # the same read-back live frames carry
         self._timer = QTimer(self)
         self._timer.setInterval(poll_interval_ms)
         self._timer.timeout.connect(self.poll)
@@ -108,20 +110,7 @@ class LiveController(QObject):
 
     def read_stage(self) -> StageState:
         """Read position, objective, pixel size and exposure from the core (NaN: no stage)."""
-        core = self.core
-        objective = ""
-        if core.isGroupDefined(OBJECTIVE_GROUP):
-            objective = core.getCurrentConfig(OBJECTIVE_GROUP)
-        nan = float("nan")
-        x, y = core.getXYPosition() if core.getXYStageDevice() else (nan, nan)
-        return StageState(
-            x_um=float(x),
-            y_um=float(y),
-            z_um=float(core.getPosition()) if core.getFocusDevice() else nan,
-            objective=objective,
-            pixel_size_um=float(core.getPixelSizeUm()),
-            exposure_ms=float(core.getExposure()),
-        )
+        return self._stage_from_meta(self._read_meta())
 
     # -- live --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -181,7 +170,7 @@ class LiveController(QObject):
             x_um=float(meta.get("x_um", float("nan"))),
             y_um=float(meta.get("y_um", float("nan"))),
             z_um=float(meta.get("z_um", float("nan"))),
-            objective=str(meta.get("objective", "")),
+            objective=str(meta.get("objective") or ""),
             pixel_size_um=float(meta.get("pixel_size_um", float("nan"))),
             exposure_ms=float(meta.get("exposure_ms", float("nan"))),
         )
@@ -204,19 +193,11 @@ class LiveController(QObject):
         self.core.snapImage()
         raw = camera_image(self.core)
         arrival = time.perf_counter()
-        stage = self.read_stage()
+        meta = self._read_meta()
         enhancer = self.enhancer
         enhanced = None if enhancer is None else enhancer.enhance(raw, self_feed=self.self_feed)
         ready = None if enhanced is None else time.perf_counter()
         self._snap_count += 1
-        meta = {
-            "x_um": stage.x_um,
-            "y_um": stage.y_um,
-            "z_um": stage.z_um,
-            "objective": stage.objective,
-            "pixel_size_um": stage.pixel_size_um,
-            "exposure_ms": stage.exposure_ms,
-        }
         return LiveFrame(
             index=-self._snap_count,
             raw=raw,
