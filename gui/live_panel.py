@@ -109,6 +109,16 @@ class LivePanel(QWidget):
 
     Arrow keys move the stage by the step size (Up: -y, Right: +x), Page Up/Down move the
     focus by the focus step.
+
+    Parameters
+    ----------
+    controller
+        The live controller this panel shows and drives.
+    max_display_px
+        Upper bound of the drawn pixels per side of each view (the view's size on screen is
+        used when smaller).
+    save_dir
+        Folder for "Save pair"; asked for on first use when None.
     """
 
     def __init__(
