@@ -347,9 +347,9 @@ class VirtualMicroscope:
         return np.sqrt(signal / np.float32(cam.gain_e_per_count) + read)
 
     def _standard_normal(self, n: int) -> np.ndarray:
-        """*n* standard-normal samples from a bank of 1.5 n that is one-eighth renewed per call.
+        """*n* standard-normal samples from a bank of 1.5 n that is one-sixteenth renewed per call.
 
-        Each frame reads the bank at a random offset; a rotating eighth is redrawn every call, so
+        Each frame reads the bank at a random offset; a rotating sixteenth is redrawn every call, so
         noise is fresh within a few frames at a fraction of the cost of drawing n samples.
         """
         size = n + n // 2
@@ -357,7 +357,7 @@ class VirtualMicroscope:
             self._bank = self._noise_rng.standard_normal(size, dtype=np.float32)
             self._bank_next = 0
         else:
-            chunk = size // 8
+            chunk = size // 16
             a = self._bank_next
             b = min(a + chunk, size)
             self._bank[a:b] = self._noise_rng.standard_normal(b - a, dtype=np.float32)
