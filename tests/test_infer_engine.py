@@ -55,6 +55,9 @@ def test_output_shape_matches_network(net: DeepMicroscopyNet, config: ModelConfi
     assert out.dtype == np.float32
     assert enh.scale == 2.5
     assert enh.device == torch.device("cpu")
+    weight = net.input_conv.weight
+    assert weight.is_contiguous()  # the caller's network is left as it was
+    assert not weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float64])

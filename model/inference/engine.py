@@ -10,6 +10,7 @@ optional for a fixed frame shape.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -179,8 +180,11 @@ class Enhancer:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.config = config
-        # Module.to accepts memory_format at runtime; the stubs do not list it
-        self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # a private copy: the caller's network keeps its device and memory format
+        # (Module.to accepts memory_format at runtime; the stubs do not list it)
+        self.net = (
+            copy.deepcopy(net).to(self.device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        )
         self.channels = net.config.channels
         q = net.stride
         self.overlap = overlap if overlap is not None else min_overlap(net) + 8 * q
