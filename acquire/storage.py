@@ -75,6 +75,11 @@ class DatasetWriter:
                 raise InputError(
                     f"{root} already holds a dataset of this plan; pass --resume to continue it"
                 )
+            if existing.profile != info.profile:
+                raise InputError(
+                    f"{root} was acquired with a different microscope profile (objectives or "
+                    "calibration); resume with the profile it was started with"
+                )
             removed = remove_partials(root)
             if removed:
                 log.info("removed %d partial file(s) left by an interrupted run", removed)

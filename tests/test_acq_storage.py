@@ -60,6 +60,9 @@ def test_reopen_rules(tmp_path: Path) -> None:
         DatasetWriter.open(root, _info(), resume=False)
     with pytest.raises(InputError, match="different plan"):
         DatasetWriter.open(root, _info("b" * 64), resume=True)
+    other_profile = _info().model_copy(update={"profile": {"calibration": {"dx_um": 1.0}}})
+    with pytest.raises(InputError, match="different microscope profile"):
+        DatasetWriter.open(root, other_profile, resume=True)
     (root / "fields" / ".f2.ome.tif.123.partial").write_bytes(b"torn")
     again = DatasetWriter.open(root, _info(), resume=True)
     assert again.done_ids() == {"f1"}
