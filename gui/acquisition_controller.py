@@ -143,7 +143,8 @@ class AcquisitionController(QObject):
         except InputError as exc:  # a partly written line: next progress reads it
             log.debug("manifest not readable yet: %s", exc)
             return
-        new_done = [r for r in records if r.status == "done" and r not in self.records]
+        seen = {r.field_id for r in self.records if r.status == "done"}
+        new_done = [r for r in records if r.status == "done" and r.field_id not in seen]
         self.records = records
         self.fields_changed.emit(records)
         if new_done:
