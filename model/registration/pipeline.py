@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -102,6 +103,10 @@ class RegistrationSummary(BaseModel):
     stitch_edges_rejected: int
     seconds: float
     seconds_per_field: float
+    timings_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="tiles_and_stitching, locate (pass 1), common_fit, finish (pass 2), reports",
+    )
 
 
 def _white_level(dtype: str, peak: float) -> float:
@@ -227,7 +232,7 @@ def register_dataset(
     Writes ``pairs.json``, ``pairs/<id>_lr.ome.tif``/``_hr.ome.tif`` and the QC report
     (``qc.json``, ``qc.md``, ``qc_overview.png``) into *out_dir*. *dataset_dir* is a deepscope
     dataset or a folder of OME-TIFFs (see :mod:`model.registration.sources`). *progress* is
-    called with ``(fields done, fields total)``.
+    called with ``(steps done, steps total)``, two steps per field (locate, then finish).
     """
     opts = options or RegistrationOptions()
     t0 = time.perf_counter()
@@ -240,6 +245,7 @@ def register_dataset(
     frac = _scale_fraction(p_lr / p_hr)
     scale = float(frac)
     tiles = _load_tiles(inputs, opts.max_stage_error_um / p_lr)
+    timings = {"tiles_and_stitching": time.perf_counter() - t0}
     dtype = np.dtype(inputs.tiles[0].dtype or "uint16")
     white = _white_level(str(dtype), max(float(im.max()) for im in tiles.images))
     limits = Thresholds(
@@ -255,8 +261,9 @@ def register_dataset(
     steps = 2 * total
     found: dict[str, Located] = {}
     outcome: dict[str, Rejection | Accepted] = {}
-    cache = out / CACHE_SUBDIR
-    cache.mkdir(exist_ok=True)
+    cache = out / CACHE_SUBDIR  # collapsed 100x images between the passes; a crash's leftovers
+    shutil.rmtree(cache, ignore_errors=True)  # are cleared here
+    cache.mkdir()
     for done, entry in enumerate(tqdm(inputs.targets, desc="locate", unit="field"), start=1):
         stack, _ = read_ome_tiff(entry.path)
         if stack.shape[-1] != inputs.channels:
@@ -273,10 +280,12 @@ def register_dataset(
             outcome[entry.field_id] = res
         if progress is not None:
             progress(done, steps)
+    timings["locate"] = time.perf_counter() - t0 - sum(timings.values())
     common = None
     if opts.common_similarity and len(found) >= MIN_FIELDS_FOR_COMMON:
         common = fit_common(list(found.values()), tiles)
         log.info("common rotation %.4f deg, scale %.6f", *common)
+    timings["common_fit"] = time.perf_counter() - t0 - sum(timings.values())
     samples: list[tuple[str, np.ndarray, np.ndarray]] = []
     for done, entry in enumerate(tqdm(inputs.targets, desc="pairs", unit="field"), start=total + 1):
         loc = found.get(entry.field_id)
@@ -297,7 +306,8 @@ def register_dataset(
             (cache / f"{entry.field_id}.npy").unlink()
         if progress is not None:
             progress(done, steps)
-    cache.rmdir()
+    shutil.rmtree(cache)
+    timings["finish"] = time.perf_counter() - t0 - sum(timings.values())
     accepted_ids = [fid for fid, r in outcome.items() if isinstance(r, Accepted)]
     splits = assign_splits(accepted_ids, opts.split, opts.seed)
     splits.update(assign_splits([f for f in outcome if f not in splits], opts.split, opts.seed))
@@ -368,6 +378,7 @@ def register_dataset(
     }
     qc_summary = qc.write_reports(out, pairset, stitching, model, opts.model_dump(mode="json"))
     seconds = time.perf_counter() - t0
+    timings["reports"] = seconds - sum(timings.values())
     return RegistrationSummary(
         out_dir=str(out),
         source=str(inputs.source),
@@ -383,6 +394,7 @@ def register_dataset(
         stitch_edges_rejected=stitching["rejected_edges"],
         seconds=round(seconds, 3),
         seconds_per_field=round(seconds / max(total, 1), 3),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
     )
 
 

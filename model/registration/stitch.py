@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from skimage.filters import window
+from scipy.signal import windows
 from skimage.registration import phase_cross_correlation
 
 from model.registration.align import ncc
@@ -90,7 +90,7 @@ def _measure(
             return None
         crop_i, crop_j = crops
         # a Tukey taper: suppresses the FFT's wrap-around edges, yet keeps narrow strips usable
-        win = window(("tukey", 0.3), crop_i.shape)
+        win = np.outer(windows.tukey(crop_i.shape[0], 0.3), windows.tukey(crop_i.shape[1], 0.3))
         shift, _, _ = phase_cross_correlation(
             (crop_i - crop_i.mean()) * win, (crop_j - crop_j.mean()) * win, upsample_factor=10
         )
