@@ -59,7 +59,10 @@ class Scope:
         """Presets of config group *group*; empty if the group does not exist."""
         if not self.core.is_group_defined(group):
             return []
-        return [str(p) for p in self.core.get_available_configs(group)]
+        configs = self.core.get_available_configs(group)
+        if hasattr(configs, "size"):  # a StrVector seen through the Java bridge
+            return [str(configs.get(i)) for i in range(configs.size())]
+        return [str(p) for p in configs]
 
     # -- actions ---------------------------------------------------------------------------
     def set_objective(self, group: str, preset: str) -> None:
