@@ -17,6 +17,7 @@ from acquire.live.frames import LiveStats
 from acquire.live.pipeline import LivePipeline
 from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
 from deepscope.atomic import read_jsonl
+from deepscope.errors import HardwareError, InputError
 from deepscope.ometiff import read_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.inference.engine import Enhancer
@@ -332,3 +333,37 @@ def test_frames_lost_in_the_core_buffer_fail_a_recording(
         time.sleep(0.01)
     with pytest.raises(RecordingOverflowError, match="circular buffer overwrote 1 frame"):
         pipeline.stop()
+
+
+def test_camera_failure_stops_the_run_and_is_reported(
+    core: SimulatedCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> tuple[np.ndarray, object]:
+        raise RuntimeError("camera cable unplugged")
+
+    monkeypatch.setattr(core, "popNextImageAndMD", broken)
+    before = ours()
+    pipeline = LivePipeline(core, None)
+    pipeline.start()
+    end = time.monotonic() + 10
+    while pipeline.running and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not pipeline.running
+    with pytest.raises(HardwareError, match="camera cable unplugged"):
+        pipeline.stop()
+    assert ours() == before
+    assert not core.isSequenceRunning()
+
+
+def test_a_failed_start_leaves_no_thread_behind(
+    core: SimulatedCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "getPixelSizeUm", lambda *a: 0.0)
+    before = ours()
+    pipeline = LivePipeline(core, None, record_dir=tmp_path)
+    with pytest.raises(InputError, match="pixel size 0"):
+        pipeline.start()
+    assert ours() == before
+    assert not core.isSequenceRunning()
+    with pytest.raises(InputError, match="recording directory"):
+        LivePipeline(core, None, save_enhanced=True)

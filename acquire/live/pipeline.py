@@ -111,8 +111,7 @@ class LivePipeline:
     @property
     def error(self) -> BaseException | None:
         """What stopped the run early (recording overflow, camera or inference failure)."""
-        source_error = self._source.error if self._source is not None else None
-        return self._error or source_error
+        return self._error
 
     def start(self) -> None:
         """Start recording (if asked), the inference worker and the camera."""
@@ -120,13 +119,25 @@ class LivePipeline:
             raise InputError("this live pipeline was already started; create a new one")
         self._started = True
         self._t0 = time.perf_counter()
-        if self.record_dir is not None:
-            self._recorder = self._make_recorder(self.record_dir)
-            self._recorder.start()
-        self._worker.start()
-        if self._use_camera:
-            self._source = CoreSequenceSource(self.core, self.submit, on_lost=self._lost)
-            self._source.start()
+        try:
+            if self.record_dir is not None:
+                self._recorder = self._make_recorder(self.record_dir)
+                self._recorder.start()
+            self._worker.start()
+            if self._use_camera:
+                self._source = CoreSequenceSource(
+                    self.core, self.submit, on_lost=self._lost, on_error=self._fail
+                )
+                self._source.start()
+        except BaseException:
+            self._stop.set()  # take down what did start, then report the cause
+            with self._cond:
+                self._cond.notify_all()
+            if self._worker.is_alive():
+                self._worker.join()
+            if self._recorder is not None:
+                self._recorder.close(timeout=5.0)
+            raise
         log.info("live mode started (model: %s)", self._enhancer is not None)
 
     def stop(self, timeout: float = 5.0) -> LiveStats:
@@ -152,7 +163,7 @@ class LivePipeline:
         log.info("live mode stopped: %s", stats.as_dict())
         if hung:
             raise HardwareError(f"live thread(s) {', '.join(hung)} did not stop within {timeout} s")
-        error = self.error or (self._recorder.error if self._recorder is not None else None)
+        error = self._error or (self._recorder.error if self._recorder is not None else None)
         if error is not None:
             if isinstance(error, DeepscopeError):
                 raise error

@@ -61,6 +61,8 @@ class CoreSequenceSource:
     on_lost
         Called with the number of frames the core's circular buffer overwrote before they were
         read (a gap in the ``ImageNumber`` tags).
+    on_error
+        Called when reading frames fails (the camera is stopped first).
     poll_s
         Sleep between polls of an empty circular buffer.
     """
@@ -71,11 +73,13 @@ class CoreSequenceSource:
         submit: Submit,
         *,
         on_lost: Callable[[int], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
         poll_s: float = 0.001,
     ) -> None:
         self.core = core
         self.submit = submit
         self.on_lost = on_lost
+        self.on_error = on_error
         self.poll_s = poll_s
         self._last_number: int | None = None
         self.read_meta = FrameMetaReader(core)
@@ -120,10 +124,12 @@ class CoreSequenceSource:
                     return
                 else:
                     self._stop.wait(self.poll_s)
-        except Exception as exc:  # reported by the pipeline, which stops the run
+        except Exception as exc:  # reported through on_error and .error
             self.error = exc
             if core.isSequenceRunning():
                 core.stopSequenceAcquisition()
+            if self.on_error is not None:
+                self.on_error(exc)
 
 
 #: Micro-Manager image tags -> ``LiveFrame.meta`` keys.
