@@ -83,6 +83,18 @@ class Scope:
         y = (height - roi.height) // 2 if roi.y is None else roi.y
         c.set_roi(x, y, roi.width, roi.height)
 
+    def roi(self) -> tuple[int, int, int, int] | None:
+        """Current camera ROI ``(x, y, width, height)``, or None if the core cannot say."""
+        try:
+            x, y, w, h = (int(v) for v in self.core.get_roi())
+        except (TypeError, ValueError):
+            return None
+        return x, y, w, h
+
+    def restore_roi(self, roi: tuple[int, int, int, int]) -> None:
+        """Set the camera ROI saved by :meth:`roi`."""
+        self.core.set_roi(*roi)
+
     def set_exposure(self, exposure_ms: float) -> None:
         """Camera exposure in ms."""
         self.core.set_exposure(float(exposure_ms))

@@ -177,6 +177,25 @@ def _run(
     progress: Callable[[AcquisitionProgress], None] | None,
     cancel: threading.Event,
 ) -> AcquisitionSummary:
+    """Run the plan; the camera ROI the plan set is put back afterwards."""
+    saved_roi = scope.roi() if plan.camera_roi is not None else None
+    try:
+        return _run_plan(plan, out_dir, scope, profile, resume, pause_for_oil, progress, cancel)
+    finally:
+        if saved_roi is not None:
+            scope.restore_roi(saved_roi)
+
+
+def _run_plan(
+    plan: AcquisitionPlan,
+    out_dir: Path,
+    scope: Scope,
+    profile: MicroscopeProfile,
+    resume: bool,
+    pause_for_oil: Callable[[], bool] | None,
+    progress: Callable[[AcquisitionProgress], None] | None,
+    cancel: threading.Event,
+) -> AcquisitionSummary:
     t_start = time.monotonic()
     # -- everything checked before any stage moves -------------------------------------------
     if plan.camera_roi is not None:

@@ -52,6 +52,7 @@ def test_small_plan_files_and_metadata_match_the_stage(tmp_path: Path) -> None:
         progress=seen.append,
     )
     assert (summary.done, summary.failed, summary.total, summary.cancelled) == (8, 0, 8, False)
+    assert list(core.getROI()) == [0, 0, 2048, 2048]  # the plan's ROI is not left behind
     assert oil == ["40x"]  # the pause came before the turret moved to 100x
     assert [p.finished for p in seen if p.field_id] == list(range(1, 9))
     ds = open_dataset(tmp_path / "ds")
