@@ -1,8 +1,11 @@
-"""Grab a picture of the main window running live mode on the simulated microscope.
+"""Grab a picture of the main window working on the simulated microscope.
 
-``python -m gui.screenshot OUT.png [--model DIR] [--seconds 3]`` (run under Xvfb for a real
-X server, e.g. ``xvfb-run -a``). Without ``--model`` an untrained tiny network is used, which
-with its global skip connection is exactly a bicubic upsample.
+``python -m gui.screenshot OUT.png [--tab live|acquisition|training] [--model DIR]`` (run under
+Xvfb for a real X server, e.g. ``xvfb-run -a``). ``live`` runs live mode for ``--seconds``;
+``acquisition`` runs a small paired plan (the oil pause answered yes); ``training`` registers a
+small simulated dataset and trains a tiny network for ``--epochs``. Without ``--model`` live mode
+uses an untrained tiny network, which with its global skip connection is exactly a bicubic
+upsample.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from PySide6.QtWidgets import QApplication
+
+from gui.main_window import MainWindow
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
 from model.store import save_model
@@ -31,21 +38,76 @@ def tiny_model_dir(directory: Path, *, channels: int = 3, white_level: float = 4
     return save_model(directory, DeepMicroscopyNet(net_cfg), config)
 
 
+SCREENSHOT_PLAN = """\
+name: screenshot
+region: {x_um: 0.0, y_um: 0.0, width_um: 80.0, height_um: 80.0}
+camera_roi: {width: 256, height: 256}
+tiles: {objective: 40x, overlap: 0.15, exposure_ms: 5}
+targets: {objective: 100x, count: 4, seed: 1, margin_um: 2.0, exposure_ms: 10, z: {slices: 3}}
+"""
+
+
+def _wait(done: Callable[[], bool], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while not done() and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def _live(window: MainWindow, seconds: float) -> None:
+    window.live.start()
+    _wait(lambda: False, seconds)
+
+
+def _acquisition(window: MainWindow, tmp: Path) -> None:
+    panel, ctrl = window.acquisition_panel, window.acquisition
+    window.tabs.setCurrentWidget(panel)
+    ctrl.oil_requested.disconnect(panel.ask_for_oil)  # no one to answer the dialog
+    ctrl.oil_requested.connect(lambda: ctrl.answer_oil(True))
+    panel.editor.setPlainText(SCREENSHOT_PLAN)
+    panel.out_field.edit.setText(str(tmp / "dataset"))
+    panel.run()
+    _wait(lambda: ctrl.summary is not None, 300)
+    _wait(lambda: False, 1.0)  # the last field's preview
+
+
+def _training(window: MainWindow, tmp: Path, epochs: int) -> None:
+    from model.registration.simulated import make_simulated_dataset
+
+    make_simulated_dataset(tmp / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=8, z_slices=1)
+    panel, ctrl = window.training_panel, window.training
+    window.tabs.setCurrentWidget(panel)
+    panel.dataset_field.edit.setText(str(tmp / "ds"))
+    panel.pairs_field.edit.setText(str(tmp / "pairs"))
+    panel.model_field.edit.setText(str(tmp / "model"))
+    panel.epochs_spin.setValue(epochs)
+    panel.batch_spin.setValue(16)
+    panel.lr_spin.setValue(1e-3)
+    panel.patch_spin.setValue(32)
+    panel.blocks_spin.setValue(2)
+    panel.width_spin.setValue(8)
+    panel.start()
+    _wait(lambda: ctrl.outcome is not None or not ctrl.running, 600)
+    _wait(lambda: False, 0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Open the window on the simulator, run live for a while, save a screenshot."""
+    """Open the window on the simulator, run one panel for a while, save a screenshot."""
     parser = argparse.ArgumentParser(prog="python -m gui.screenshot", description=__doc__)
     parser.add_argument("out", type=Path, help="PNG file to write")
+    parser.add_argument(
+        "--tab", choices=("live", "acquisition", "training"), default="live", help="panel to show"
+    )
     parser.add_argument("--model", type=Path, help="model directory (default: tiny untrained)")
     parser.add_argument("--seconds", type=float, default=3.0, help="live time before the grab")
-    parser.add_argument("--roi", type=int, default=512, help="camera ROI side in pixels")
+    parser.add_argument("--roi", type=int, default=512, help="live camera ROI side in pixels")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs (training tab)")
     args = parser.parse_args(argv)
 
-    from PySide6.QtWidgets import QApplication
-
     from gui.app import load_enhancer, open_core
-    from gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("deepscope")
     core = open_core(simulate=True)
     core.setROI(0, 0, args.roi, args.roi)
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         window = MainWindow(core, enhancer=load_enhancer(model_dir), model_dir=model_dir)
         window.resize(1500, 800)
         window.show()
-        window.live.start()
-        end = time.monotonic() + args.seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
+        if args.tab == "live":
+            _live(window, args.seconds)
+        elif args.tab == "acquisition":
+            _acquisition(window, Path(tmp))
+        else:
+            _training(window, Path(tmp), args.epochs)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(args.out))
         window.close()
