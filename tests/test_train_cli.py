@@ -1,0 +1,42 @@
+"""``deepscope train`` / ``evaluate`` argument handling (no training here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deepscope.cli import build_parser, main
+from model.training.cli import train_config_from_args
+from model.training.config import TrainConfig
+
+
+def test_flags_override_config_file(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "t.json"
+    cfg_file.write_text(TrainConfig(epochs=7, lr=3e-4, seed=5).model_dump_json())
+    args = build_parser().parse_args(
+        ["train", "P", "--out", "M", "--config", str(cfg_file), "--lr", "1e-3", "--paper-network"]
+    )
+    cfg = train_config_from_args(args)
+    assert (cfg.epochs, cfg.lr, cfg.seed, cfg.global_skip) == (7, 1e-3, 5, False)
+    defaults = train_config_from_args(build_parser().parse_args(["train", "P", "--out", "M"]))
+    assert defaults == TrainConfig()
+    assert (defaults.batch_size, defaults.lr, defaults.grad_lambda, defaults.patch_size) == (
+        64,
+        1e-4,
+        1e-3,
+        60,
+    )
+
+
+def test_bad_values_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--lr", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "lr" in err
+    assert len(err.strip().splitlines()) == 1
+    code = main(["train", str(tmp_path / "none"), "--out", str(tmp_path / "m")])
+    assert code != 0
+    assert "pairs.json is missing" in capsys.readouterr().err
+    code = main(["evaluate", str(tmp_path / "nomodel"), str(tmp_path), "--no-mtf"])
+    assert code != 0
+    assert "pairs.json is missing" in capsys.readouterr().err
