@@ -95,7 +95,7 @@ def test_stitching_matches_true_tile_offsets(sim):
     for k, tid in enumerate(tiles.ids[1:], start=1):
         x, y = pixel_to_slide(sim.truths[tid], np.array([0.0]), np.array([0.0]))
         true_rel = _tile_from_slide(ref, x, y)[0]
-        assert np.allclose(pos[k] - pos[0], true_rel, atol=0.3), (tid, pos[k] - pos[0], true_rel)
+        assert np.allclose(pos[k] - pos[0], true_rel, atol=0.15), (tid, pos[k] - pos[0], true_rel)
 
 
 def test_pairs_files_and_qc(registered):

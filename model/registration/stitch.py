@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy.signal import windows
 from skimage.registration import phase_cross_correlation
 
-from model.registration.align import ncc
+from model.registration.align import ncc, refine_ecc, translation
 
 log = logging.getLogger("deepscope.registration")
 
+#: Border of the overlap left out of the sub-pixel refinement (pixels).
+SUBPIXEL_MARGIN_PX = 4
 #: Weight of the pull of every tile towards its stage position, relative to one image edge.
 PRIOR_WEIGHT = 1e-3
 
@@ -79,7 +82,9 @@ def _measure(
     """Correction ``(dx, dy)`` to ``pj - pi`` and its overlap NCC; None without overlap.
 
     Phase correlation is biased when the shift is a large part of a narrow overlap, so the
-    overlap is re-cut at the current estimate until the remaining shift is below a pixel.
+    overlap is re-cut at the current estimate until the remaining shift is below a pixel. Its
+    sub-pixel part is pulled towards zero by the taper both crops share, so the last fraction
+    of a pixel comes from ECC (translation only) on the re-cut overlap.
     """
     oi = (round(pi[0]), round(pi[1]))
     rel = np.array([pj[0] - pi[0], pj[1] - pi[1]], dtype=np.float64)
@@ -99,6 +104,15 @@ def _measure(
         if abs(shift[0]) < 1.0 and abs(shift[1]) < 1.0:
             break
     score = ncc(crop_i, crop_j)
+    m = SUBPIXEL_MARGIN_PX
+    if min(crop_i.shape) > 4 * m and score > 0:
+        try:
+            warp, _ = refine_ecc(
+                crop_j[m:-m, m:-m], crop_i, translation(m, m), motion=cv2.MOTION_TRANSLATION
+            )
+            rel = np.array([oj[0] - oi[0] + warp[0, 2] - m, oj[1] - oi[1] + warp[1, 2] - m])
+        except cv2.error:
+            pass  # keep the phase-correlation estimate
     return rel[0] - (pj[0] - pi[0]), rel[1] - (pj[1] - pi[1]), score
 
 
