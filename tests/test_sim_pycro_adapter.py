@@ -45,9 +45,10 @@ def test_pop_next_tagged_image_from_a_sequence(adapter):
     adapter.start_sequence_acquisition(3, 0.0, True)
     images = []
     while len(images) < 3:
+        running = adapter.is_sequence_running()  # read before the count: no lost frames
         if adapter.get_remaining_image_count():
             images.append(adapter.pop_next_tagged_image())
-        elif not adapter.is_sequence_running():
+        elif not running:
             break
     assert len(images) == 3
     assert [int(ti.tags["SimSnapIndex"]) for ti in images] == [0, 1, 2]
