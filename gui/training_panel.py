@@ -208,8 +208,11 @@ class TrainingPanel(QWidget):
     def show_result(self, outcome: TrainingOutcome) -> None:
         """Fill the evaluation table from a finished run."""
         r = outcome.result
+        self.progress.setValue(self.progress.maximum())
+        last = r.history[-1].epoch if r.history else 0
+        how = f"stopped early after epoch {last}" if r.stopped_early else "done"
         summary = (
-            f"done: best epoch {r.best_epoch}, val SSIM {r.best_val_ssim:.4f} "
+            f"{how}: best epoch {r.best_epoch}, val SSIM {r.best_val_ssim:.4f} "
             f"(bicubic {r.bicubic_val_ssim:.4f})"
         )
         if outcome.report is None:
