@@ -125,6 +125,19 @@ def test_edof_keeps_what_is_sharp_in_each_slice(scene):
     assert best_focus_index(np.stack([blur, sharp, blur])) == 1
 
 
+def test_edof_colour_follows_the_sharp_slice():
+    sharp = data.astronaut()[:256, :256].astype(np.float32)
+    blur = cv2.GaussianBlur(sharp, (0, 0), 4)
+    left_sharp = (np.arange(256) < 128)[None, :, None]
+    stack = np.stack([np.where(left_sharp, sharp, blur), np.where(left_sharp, blur, sharp)])
+    fused = edof_wavelet(stack)
+    assert fused.shape == sharp.shape
+    inner = (slice(16, -16), slice(16, -16))
+    err = np.abs(fused - sharp)[inner].mean(axis=(0, 1))
+    err_slices = [np.abs(s - sharp)[inner].mean(axis=(0, 1)) for s in stack]
+    assert np.all(err < 0.6 * np.minimum(*err_slices))
+
+
 def test_splits_seeded_disjoint_and_proportional():
     ids = [f"f{i:02d}" for i in range(20)]
     a = assign_splits(ids, (0.7, 0.15, 0.15), seed=3)

@@ -3,9 +3,9 @@
 The EDOF fusion follows the wavelet approach of Forster et al. (2004): every slice is
 decomposed with a 2-D wavelet transform, each detail coefficient is taken from the slice where
 it is largest in magnitude (the sharpest slice at that scale and place), the choice is made
-once per position and level for all three orientations and all colour channels (subband and
-channel consistency), and the choice map is median filtered (spatial consistency) so that
-noise does not pick isolated coefficients from defocused slices.
+once per position and level for all three orientations (subband consistency), and the choice
+map is median filtered (spatial consistency) so that noise does not pick isolated
+coefficients from defocused slices. Colour follows the finest-scale choice.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ def edof_wavelet(
 ) -> np.ndarray:
     """Fuse a ``(z, y, x, c)`` focus stack into one all-in-focus ``(y, x, c)`` float32 image.
 
+    The fusion runs on the luminance; colour (each channel minus the luminance) is taken per
+    pixel from the slice chosen at the finest scale, so an RGB stack costs one wavelet
+    decomposition per slice, not three.
+
     Parameters
     ----------
     stack
@@ -89,33 +93,28 @@ def edof_wavelet(
     nz, ny, nx, nc = zstack.shape
     if nz == 1:
         return zstack[0].copy()
+    luma = np.stack([to_gray(s) for s in zstack])
     max_level = pywt.dwt_max_level(min(ny, nx), pywt.Wavelet(wavelet).dec_len)
     lev = max(1, min(levels, max_level))
-    # decompositions: [slice][channel] -> [cA, (cH, cV, cD) per level, coarse to fine]
-    decs = [
-        [pywt.wavedec2(zstack[z, :, :, c], wavelet, level=lev) for c in range(nc)]
-        for z in range(nz)
-    ]
-    fused_channels: list[list[object]] = [[] for _ in range(nc)]
-    for c in range(nc):
-        # approximation: mean over slices (keeps the overall intensity)
-        fused_channels[c].append(np.mean([decs[z][c][0] for z in range(nz)], axis=0))
+    # per slice: [cA, (cH, cV, cD) per level, coarse to fine]
+    decs = [pywt.wavedec2(y, wavelet, level=lev) for y in luma]
+    fused: list[object] = [np.mean([d[0] for d in decs], axis=0)]  # keeps the intensity
+    choice = np.zeros((1, 1), dtype=np.intp)
     for level in range(1, lev + 1):
-        # activity per slice: detail magnitude summed over orientations and channels
-        activity = np.stack(
-            [sum(np.abs(band) for c in range(nc) for band in decs[z][c][level]) for z in range(nz)]
-        )
+        # detail magnitude summed over the orientations: one choice per place and scale
+        activity = np.stack([sum(np.abs(band) for band in d[level]) for d in decs])
         choice = np.argmax(activity, axis=0)
         if consistency > 1:
             choice = ndimage.median_filter(choice, size=consistency, mode="nearest")
-        for c in range(nc):
-            bands = []
-            for o in range(3):
-                coeffs = np.stack([decs[z][c][level][o] for z in range(nz)])
-                bands.append(np.take_along_axis(coeffs, choice[None], axis=0)[0])
-            fused_channels[c].append(tuple(bands))
-    out = np.empty((ny, nx, nc), dtype=np.float32)
-    for c in range(nc):
-        rec = pywt.waverec2(fused_channels[c], wavelet)
-        out[..., c] = rec[:ny, :nx]
-    return out
+        fused.append(
+            tuple(
+                np.take_along_axis(np.stack([d[level][o] for d in decs]), choice[None], axis=0)[0]
+                for o in range(3)
+            )
+        )
+    y = pywt.waverec2(fused, wavelet)[:ny, :nx].astype(np.float32)
+    if nc == 1:
+        return y[..., None]
+    pick = cv2.resize(choice.astype(np.uint8), (nx, ny), interpolation=cv2.INTER_NEAREST)
+    chroma = zstack - luma[..., None]
+    return y[..., None] + np.take_along_axis(chroma, pick[None, ..., None].astype(np.intp), 0)[0]
