@@ -11,8 +11,11 @@ afterwards (otherwise the process can hang or abort at exit). Inside it,
 ``pycromanager.Acquisition`` selects the Python backend::
 
     with pycro_engine(core):
-        with Acquisition(show_display=False) as acq:  # or directory=...
+        with Acquisition(image_process_fn=keep, show_display=False) as acq:
             acq.acquire(multi_d_acquisition_events(xy_positions=..., z_start=...))
+
+Take frames with ``image_process_fn`` or from the in-RAM dataset: pycromanager's NDTiff storage
+(``directory=...``) writes 2-D frames only and fails on the simulator's RGB ``(y, x, 3)`` frames.
 """
 
 from __future__ import annotations
