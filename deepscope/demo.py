@@ -1,9 +1,354 @@
-"""Subcommands of this area (being built; see the open issue)."""
+"""``deepscope demo``: the whole mission on the simulated microscope, resumable.
+
+Stages, each a directory under ``--out`` (default ``demo-output/``)::
+
+    profile.yaml   microscope profile with the measured 100x-vs-40x offsets   -> calibrate
+    plan.yaml      the paired-acquisition plan the demo runs
+    dataset/       paired acquisition (40x tiles, then 100x z-stacks)      -> acquire
+    pairs/         registered pairs with the QC report                     -> register
+    model/         trained network (safetensors + config.json, curves)     -> train
+    evaluation/    bicubic vs network vs self-fed table and figure         -> evaluate
+    live/          live enhanced preview: side-by-side PNG + latency JSON  -> live
+
+A rerun continues where the last one stopped: finished acquisition fields, pairs and training
+epochs are kept, and a finished stage is not redone.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepscope.atomic import atomic_write_json
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from acquire.plan import AcquisitionPlan
+
+log = logging.getLogger("deepscope.demo")
+
+#: The demo's acquisition: 3x3 40x tiles over a 150 um square, a dozen 100x z-stacks inside it.
+DEMO_PLAN: dict[str, Any] = {
+    "name": "demo",
+    "region": {"x_um": 0.0, "y_um": 0.0, "width_um": 150.0, "height_um": 150.0},
+    "camera_roi": {"width": 320, "height": 320},
+    "tiles": {"objective": "40x", "overlap": 0.15, "exposure_ms": 10},
+    "targets": {
+        "objective": "100x",
+        "count": 12,
+        "seed": 1,
+        "margin_um": 2.0,
+        "exposure_ms": 10,
+        "z": {"slices": 5, "step_um": 0.4},
+    },
+    "autofocus": {"mode": "per_field", "range_um": 4.0, "step_um": 0.5},
+    "serpentine": True,
+    "retries": 2,
+    "on_failure": "continue",
+}
+
+
+@dataclass
+class DemoResult:
+    """Where every output of the demo is, and the key figures."""
+
+    out_dir: Path
+    outputs: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for ``--json``."""
+        return {
+            "out_dir": str(self.out_dir),
+            "outputs": self.outputs,
+            "figures": self.figures,
+            "stage_seconds": self.stage_seconds,
+        }
+
+
+@contextmanager
+def _stage(result: DemoResult, name: str, title: str) -> Iterator[None]:
+    log.warning("== %s", title)
+    t0 = time.perf_counter()
+    yield
+    result.stage_seconds[name] = round(time.perf_counter() - t0, 1)
+
+
+def _bar(desc: str, unit: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit=unit, leave=True, dynamic_ncols=True)
+
+
+def demo_plan(fields: int) -> AcquisitionPlan:
+    """The demo's acquisition plan with *fields* 100x fields."""
+    from acquire.plan import AcquisitionPlan
+
+    raw = json.loads(json.dumps(DEMO_PLAN))
+    raw["targets"]["count"] = fields
+    return AcquisitionPlan.from_dict(raw, source="demo plan")
+
+
+def calibrate_stage(out: Path, seed: int) -> dict[str, Any]:
+    """Measure the 100x objective's xy/z offset from the 40x into ``out/profile.yaml``.
+
+    As on a real scope this uses a thin calibration slide (the simulated USAF-1951 target of
+    the same microscope): on a 4.5 um thick section the two objectives focus on different
+    layers, which biases the parfocal offset.
+    """
+    from acquire.backends import python_scope
+    from acquire.calibrate import calibrate, calibrated_profile
+    from acquire.plan import CameraROI
+    from acquire.profile import MicroscopeProfile
+    from simulators import make_core
+
+    path = out / "profile.yaml"
+    if path.exists():
+        cal = MicroscopeProfile.from_file(path).calibration
+        return {"resumed": True, **cal.model_dump()}
+    profile = MicroscopeProfile()
+    with python_scope(make_core(seed=seed, specimen="usaf")) as scope:
+        result = calibrate(scope, profile, x_um=0.0, y_um=0.0, roi=CameraROI(width=256, height=256))
+    calibrated_profile(profile, result, "40x", "100x").to_file(path)
+    return {**result.calibration.model_dump(), "match_score": round(result.match_score, 3)}
+
+
+def acquire_stage(out: Path, plan: AcquisitionPlan, seed: int) -> dict[str, Any]:
+    """Run (or resume) the paired acquisition into ``out/dataset``."""
+    from acquire.profile import MicroscopeProfile
+    from acquire.runner import AcquisitionProgress, run_acquisition
+    from simulators import make_core
+
+    dataset = out / "dataset"
+    resume = (dataset / "dataset.json").exists()
+    core = make_core(seed=seed)
+    bar = _bar("acquire", "field")
+
+    def progress(p: AcquisitionProgress) -> None:
+        bar.total = p.total
+        bar.n = p.finished
+        bar.set_postfix_str(f"{p.phase} {p.field_id or ''} failed={p.failed}")
+        bar.refresh()
+
+    try:
+        summary = run_acquisition(
+            plan,
+            dataset,
+            core,
+            profile=MicroscopeProfile.from_file(out / "profile.yaml"),
+            resume=resume,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    return summary.to_dict()
+
+
+def register_stage(out: Path, seed: int) -> dict[str, Any]:
+    """Register the dataset into ``out/pairs`` unless that is already complete."""
+    from model.registration import RegistrationOptions, register_dataset
+
+    pairs = out / "pairs"
+    done_marker = pairs / "qc.json"
+    if done_marker.exists() and (pairs / "pairs.json").exists():
+        return {"resumed": True, **json.loads(done_marker.read_text(encoding="utf-8"))}
+    bar = _bar("register", "field")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = register_dataset(
+            out / "dataset", pairs, RegistrationOptions(seed=seed), progress=progress
+        )
+    finally:
+        bar.close()
+    return summary.model_dump(mode="json")
+
+
+def train_stage(out: Path, epochs: int, seed: int) -> dict[str, Any]:
+    """Train (or resume training) into ``out/model``; returns the best validation scores."""
+    from model.training import train_model
+    from model.training.config import EpochMetrics, TrainConfig
+
+    config = TrainConfig(epochs=epochs, seed=seed, batch_size=16, lr=1e-3, checkpoint_every=20)
+    bar = _bar("train", "epoch")
+    bar.total = epochs
+
+    def progress(m: EpochMetrics) -> None:
+        bar.n = m.epoch
+        bar.set_postfix_str(f"loss={m.train_loss:.4g} val_ssim={m.val_ssim:.4f}")
+        bar.refresh()
+
+    try:
+        result = train_model(out / "pairs", out / "model", config, progress=progress)
+    finally:
+        bar.close()
+    return {
+        "best_epoch": result.best_epoch,
+        "val_ssim": round(result.best_val_ssim, 4),
+        "val_psnr": round(result.best_val_psnr, 2),
+        "bicubic_val_ssim": round(result.bicubic_val_ssim, 4),
+        "bicubic_val_psnr": round(result.bicubic_val_psnr, 2),
+    }
+
+
+def evaluate_stage(out: Path) -> dict[str, float]:
+    """Score bicubic, network and self-fed network on the test fields."""
+    from model.training.evaluate import evaluate_model
+
+    report = evaluate_model(out / "model", out / "pairs", out / "evaluation")
+    return {k: round(v, 4) for k, v in report.mean.items()}
+
+
+def side_by_side(raw: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
+    """An 8-bit RGB picture: the raw frame upsampled (nearest) beside the enhanced frame.
+
+    Both are shown with the same levels: black 0, white the raw frame's 99.9th percentile.
+    """
+    import numpy as np
+
+    white = max(float(np.percentile(raw, 99.9)), 1.0)
+    h, w = enhanced.shape[:2]
+    ry = np.minimum((np.arange(h) * raw.shape[0]) // h, raw.shape[0] - 1)
+    rx = np.minimum((np.arange(w) * raw.shape[1]) // w, raw.shape[1] - 1)
+    up = raw[ry][:, rx]
+    gap = np.full((h, 8, raw.shape[2]), white, dtype=np.float32)
+    both = np.concatenate([up.astype(np.float32), gap, enhanced.astype(np.float32)], axis=1)
+    return np.clip(both / white * 255.0, 0, 255).astype(np.uint8)
+
+
+def live_stage(out: Path, seconds: float, seed: int) -> dict[str, Any]:
+    """Run live mode headless on the simulator; save a side-by-side PNG and the latencies."""
+    from skimage.io import imsave
+
+    from acquire.live.pipeline import LivePipeline
+    from model.inference.engine import Enhancer
+    from simulators import make_core
+
+    live = out / "live"
+    live.mkdir(parents=True, exist_ok=True)
+    core = make_core(seed=seed)
+    core.setConfig("Objective", "40x")
+    core.setROI(1024 - 128, 1024 - 128, 256, 256)
+    core.setXYPosition(60.0, 60.0)
+    core.setExposure(10.0)
+    enhancer = Enhancer.from_dir(out / "model")
+    pipeline = LivePipeline(core, enhancer)
+    pipeline.start()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and pipeline.running:
+            time.sleep(0.1)
+    finally:
+        stats = pipeline.stop()
+    frame = pipeline.latest()
+    png = live / "live_side_by_side.png"
+    if frame is not None and frame.enhanced is not None:
+        imsave(png, side_by_side(frame.raw, frame.enhanced), check_contrast=False)
+    figures = stats.as_dict()
+    atomic_write_json(live / "live_stats.json", figures)
+    return figures
+
+
+Stage = Callable[[], dict[str, Any]]
+
+
+def run_demo(
+    out: Path, *, seed: int = 0, fields: int = 12, epochs: int = 12, live_seconds: float = 5.0
+) -> DemoResult:
+    """Run every stage on the simulator, resuming what a previous run left."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(out)
+    plan = demo_plan(fields)
+    plan.to_file(out / "plan.yaml")
+    stages: list[tuple[str, str, Stage]] = [
+        (
+            "calibrate",
+            "0/5 calibration of the objective offsets",
+            lambda: calibrate_stage(out, seed),
+        ),
+        (
+            "acquire",
+            "1/5 paired acquisition (40x tiles, 100x z-stacks)",
+            lambda: acquire_stage(out, plan, seed),
+        ),
+        ("register", "2/5 registration and QC", lambda: register_stage(out, seed)),
+        ("train", "3/5 training", lambda: train_stage(out, epochs, seed)),
+        ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out)),
+        ("live", "5/5 live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
+    ]
+    for name, title, run in stages:
+        with _stage(result, name, title):
+            result.figures[name] = run()
+    result.outputs = {
+        "profile": str(out / "profile.yaml"),
+        "plan": str(out / "plan.yaml"),
+        "dataset": str(out / "dataset"),
+        "pairs": str(out / "pairs"),
+        "qc_report": str(out / "pairs" / "qc.md"),
+        "model": str(out / "model"),
+        "training_curves": str(out / "model" / "curves.png"),
+        "evaluation_table": str(out / "evaluation" / "evaluation.md"),
+        "evaluation_figure": str(out / "evaluation" / "regions.png"),
+        "live_picture": str(out / "live" / "live_side_by_side.png"),
+        "live_stats": str(out / "live" / "live_stats.json"),
+    }
+    atomic_write_json(out / "demo_summary.json", result.as_dict())
+    return result
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deepscope.cli import emit_json
+
+    result = run_demo(
+        Path(args.out),
+        seed=args.seed,
+        fields=args.fields,
+        epochs=args.epochs,
+        live_seconds=args.live_seconds,
+    )
+    if args.json:
+        emit_json(result.as_dict())
+        return 0
+    print(f"\ndeepscope demo finished in {sum(result.stage_seconds.values()):.0f} s. Outputs:")
+    for key, path in result.outputs.items():
+        print(f"  {key:<18} {path}")
+    print("Key figures:")
+    print(json.dumps({k: result.figures[k] for k in ("train", "evaluate", "live")}, indent=2))
+    return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this area's subcommands to the ``deepscope`` parser."""
+    """Add ``deepscope demo``."""
+    from deepscope.cli import common_options
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common_options()],
+        help="run the whole pipeline on the simulated microscope",
+        description=(
+            "Simulated scope -> paired acquisition -> registration with QC -> training -> "
+            "evaluation (bicubic vs network vs self-fed) -> live enhanced preview. Rerunning "
+            "resumes: finished fields, pairs and epochs are kept."
+        ),
+    )
+    p.add_argument("--out", default="demo-output", help="output directory (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the slide and the splits")
+    p.add_argument("--fields", type=int, default=12, help="100x fields to acquire (default: 12)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
+    p.add_argument(
+        "--live-seconds", type=float, default=5.0, help="length of the live preview (default: 5)"
+    )
+    p.set_defaults(func=_run)
