@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Run the camera's continuous sequence acquisition (Micro-Manager live mode) and "
             "enhance the newest frame with MODEL_DIR; frames the network cannot keep up with "
             "are skipped for display (and counted), recorded frames are all saved. Uses the "
-            "simulated microscope unless --mm-config is given."
+            "simulated microscope unless --mm-config is given. Without --headless it prints "
+            "statistics each second until Ctrl-C or --frames; for a window use "
+            "'deepscope gui --model MODEL_DIR'."
         ),
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="trained model directory")
