@@ -61,7 +61,7 @@ class Thresholds:
     """QC limits applied to every field."""
 
     min_ncc: float
-    min_contrast: float
+    min_texture: float
     min_focus_ratio: float
     max_scale_error: float
     min_crop_px: int
@@ -174,9 +174,9 @@ def locate_field(
     to_small = align.scaling(dw / w, dh / h)
     contrast = texture(small, FLAT_SIGMA_PX * 2)
     metrics: dict[str, Any] = {"texture": round(contrast, 4)}
-    if contrast < limits.min_contrast:
+    if contrast < limits.min_texture:
         return Rejection(
-            f"empty field: texture {contrast:.3f} < {limits.min_contrast} (bare glass?)", metrics
+            f"empty field: texture {contrast:.3f} < {limits.min_texture} (bare glass?)", metrics
         )
     cx, cy = tiles.slide_to_mosaic(x_um, y_um)
     ex, ey = cx - (dw - 1) / 2, cy - (dh - 1) / 2

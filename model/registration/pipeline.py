@@ -60,7 +60,7 @@ class RegistrationOptions(BaseModel):
     max_stage_error_um: float = Field(
         25.0, gt=0, description="largest tile stage error credited by the stitching"
     )
-    min_contrast: float = Field(
+    min_texture: float = Field(
         0.008, ge=0, description="lowest texture (std of the flat-fielded 100x field)"
     )
     min_focus_ratio: float = Field(
@@ -250,7 +250,7 @@ def register_dataset(
     white = _white_level(str(dtype), max(float(im.max()) for im in tiles.images))
     limits = Thresholds(
         min_ncc=opts.min_ncc,
-        min_contrast=opts.min_contrast,
+        min_texture=opts.min_texture,
         min_focus_ratio=opts.min_focus_ratio,
         max_scale_error=opts.max_scale_error,
         min_crop_px=opts.min_crop_px,
