@@ -252,6 +252,7 @@ def mtf_markdown(contrasts: list[ElementContrast]) -> str:
 def plot_mtf(path: Path, contrasts: list[ElementContrast]) -> Path:
     """Contrast against spatial frequency for input, network and target."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     freq = [c.lp_per_mm for c in contrasts]
     fig = Figure(figsize=(6, 4), layout="constrained")
@@ -262,6 +263,7 @@ def plot_mtf(path: Path, contrasts: list[ElementContrast]) -> Path:
     if all(c.target_contrast is not None for c in contrasts):
         ax.semilogx(freq, [c.target_contrast for c in contrasts], "^--", label="100x target")
     ax.set(xlabel="line pairs per mm", ylabel="Michelson contrast", title="USAF-1951 bar contrast")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axhline(0, c="gray", lw=0.5)
     ax.legend()
     with atomic_path(path) as tmp:
