@@ -85,8 +85,8 @@ def test_evaluate_writes_table_and_figure(tmp_path: Path) -> None:
     assert [f.pair_id for f in report.fields] == ["p000", "p001"]
     # an untrained global-skip network is exactly bicubic
     for f in report.fields:
-        assert f.network_ssim == pytest.approx(f.bicubic_ssim, abs=1e-6)
-        assert f.network_psnr == pytest.approx(f.bicubic_psnr, abs=1e-4)
+        assert f.network_ssim == pytest.approx(f.bicubic_ssim, abs=1e-5)
+        assert f.network_psnr == pytest.approx(f.bicubic_psnr, abs=1e-3)
     data = json.loads(report.json_path.read_text())
     assert data["mean"]["bicubic_ssim"] == pytest.approx(
         np.mean([f.bicubic_ssim for f in report.fields])

@@ -4,6 +4,8 @@ The table follows Supplementary Table 1 of Rivenson et al. (2017). "Network x2" 
 output (on the 100x grid) back into the network, as in the paper; the result, on a grid 2.5x finer
 than 100x, is area-averaged (OpenCV ``INTER_AREA``) back onto the 100x grid to be compared with the
 target. All metrics use the pairs' white level as data range (see :mod:`model.training.metrics`).
+Inference runs through :class:`model.inference.engine.Enhancer` in fp32, as ``deepscope enhance``
+does, so the table judges what users get.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from tqdm import tqdm
 
 from deepscope.atomic import atomic_path, atomic_write_json, atomic_write_text
 from deepscope.errors import InputError
+from model.inference.engine import Enhancer
 from model.pairs import load_pairset
 from model.store import load_model
 from model.training.data import load_fields
-from model.training.infer import bicubic_upsample, enhance_image
+from model.training.infer import bicubic_upsample
 from model.training.metrics import crop_common, ssim_psnr
 
 log = logging.getLogger("deepscope.training")
@@ -88,13 +91,14 @@ def evaluate_model(
     if not tests:
         raise InputError(f"{pairs_dir} has no accepted test pairs to evaluate on")
     out_dir.mkdir(parents=True, exist_ok=True)
+    enhancer = Enhancer(net, cfg, device=device, precision="fp32")
     scores: list[FieldScores] = []
     panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for f in tqdm(tests, desc="evaluate", unit="field", leave=False):
         lr, hr = np.moveaxis(f.lr, 0, -1), np.moveaxis(f.hr, 0, -1)
         bicubic = bicubic_upsample(lr, pairset.scale)
-        once = enhance_image(net, cfg, lr, device=device)
-        twice = enhance_image(net, cfg, once, device=device)
+        once = enhancer.enhance(lr)
+        twice = enhancer.enhance(once)
         twice = area_resize(twice, *once.shape[:2])
         metrics = [ssim_psnr(img, hr, pairset.max_value) for img in (bicubic, once, twice)]
         scores.append(FieldScores(f.pair_id, *(v for pair in metrics for v in pair)))

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from deepscope.atomic import atomic_path, atomic_write_json, atomic_write_text
 from model.config import ModelConfig
+from model.inference.engine import Enhancer
 from model.network import DeepMicroscopyNet
 from model.store import load_model
-from model.training.infer import bicubic_upsample, enhance_image
+from model.training.infer import bicubic_upsample
 
 log = logging.getLogger("deepscope.training")
 
@@ -151,7 +152,7 @@ def _enhanced_luminance(
     c1 = min(frame.shape[1], int((x1 - grid.x0_um) / grid.pitch_um) + MARGIN_PX)
     r1 = min(frame.shape[0], int((y1 - grid.y0_um) / grid.pitch_um) + MARGIN_PX)
     crop = frame[r0:r1, c0:c1]
-    out = enhance_image(net, cfg, crop, device=device)
+    out = Enhancer(net, cfg, device=device, precision="fp32").enhance(crop)
     bicubic = bicubic_upsample(crop if crop.ndim == 3 else crop[..., None], net.config.scale)
     lum = (out.mean(axis=2) if out.ndim == 3 else out) - dark
     return lum, bicubic.mean(axis=2) - dark, grid.crop(r0, c0).upsampled(net.config.scale)
