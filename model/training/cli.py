@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscope.cli import common_options, emit_json
+from model.training.config import TrainConfig
 
 #: command-line flag -> TrainConfig field (flags left unset keep the config file's value)
 _TRAIN_FLAGS = {
@@ -40,9 +41,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("pairs", type=Path, help="pairs directory from 'deepscope register'")
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
     p.add_argument("--config", type=Path, help="TrainConfig JSON; flags below override it")
+    fields = TrainConfig.model_fields
     for name, kind in _TRAIN_FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=kind, default=None, help=f"TrainConfig.{name}")
+        about = fields[name].description or name.replace("_", " ")
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=None,
+            help=f"{about} (default {fields[name].default})",
+        )
     p.add_argument(
         "--paper-network",
         action="store_true",
@@ -68,10 +75,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.set_defaults(func=run_evaluate)
 
 
-def train_config_from_args(args: argparse.Namespace) -> Any:
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` from ``--config`` and the flags given."""
-    from model.training.config import TrainConfig
-
     base = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     updates = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
     if args.paper_network:

@@ -23,7 +23,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    epochs: int = Field(default=30, ge=1)
+    epochs: int = Field(default=30, ge=1, description="passes over the training patches")
     batch_size: int = Field(default=64, ge=1, description="global batch (split over DDP ranks)")
     lr: float = Field(default=1e-4, gt=0, description="Adam learning rate")
     grad_lambda: float = Field(
@@ -32,13 +32,17 @@ class TrainConfig(BaseModel):
     patch_size: int = Field(default=60, ge=8, description="40x patch side (100x: x scale)")
     overlap: float = Field(default=0.4, ge=0, lt=1, description="patch overlap fraction")
     augment: bool = Field(default=True, description="random flips and 90-degree rotations")
-    normalisation: Literal["white_level", "mean_std"] = "white_level"
-    lr_schedule: Literal["none", "cosine", "plateau"] = "none"
+    normalisation: Literal["white_level", "mean_std"] = Field(
+        default="white_level", description="'white_level' ([0, max] -> [0, 1]) or 'mean_std'"
+    )
+    lr_schedule: Literal["none", "cosine", "plateau"] = Field(
+        default="none", description="'none', 'cosine' or 'plateau' (halve on flat val SSIM)"
+    )
     early_stop_patience: int = Field(
         default=10, ge=0, description="epochs without val SSIM gain (0: never stop)"
     )
     checkpoint_every: int = Field(default=50, ge=1, description="steps between checkpoints")
-    seed: int = 0
+    seed: int = Field(default=0, description="seeds init, shuffling and augmentation")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     deterministic: bool | None = Field(
         default=None,
