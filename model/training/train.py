@@ -388,40 +388,16 @@ def _train(
                 seconds=time.perf_counter() - t0,
                 patches=steps * batch,
             )
-            if val_ssim > state.best_val_ssim:
-                state.best_val_ssim, state.best_val_psnr = val_ssim, val_psnr
-                state.best_epoch, state.bad_epochs = metrics.epoch, 0
-                if ddp.main:
-                    save_model(out_dir, net, _with_metrics(model_cfg, state, bicubic))
-            else:
-                state.bad_epochs += 1
+            improved = _close_epoch(state, metrics, config.early_stop_patience)
+            if improved and ddp.main:
+                save_model(out_dir, net, _with_metrics(model_cfg, state, bicubic))
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val_ssim)
             elif scheduler is not None:
                 scheduler.step()
-            state.history.append(asdict(metrics))
-            state.epoch += 1
-            state.step_in_epoch, state.loss_sum = 0, 0.0
-            if config.early_stop_patience and state.bad_epochs >= config.early_stop_patience:
-                log.info("early stop: no val SSIM gain for %d epochs", state.bad_epochs)
-                state.stopped_early = True
             checkpoint()
             if ddp.main:
-                _write_metrics_csv(out_dir / METRICS_NAME, state.history)
-                plot_curves(
-                    out_dir / "curves.png", [EpochMetrics(**h) for h in state.history], bicubic
-                )
-                if writer is not None:
-                    for key in ("train_loss", "val_ssim", "val_psnr", "lr"):
-                        writer.add_scalar(key, getattr(metrics, key), metrics.epoch)
-                log.info(
-                    "epoch %d: loss %.4g, val SSIM %.4f PSNR %.2f dB (bicubic %.4f / %.2f)",
-                    metrics.epoch,
-                    train_loss,
-                    val_ssim,
-                    val_psnr,
-                    *bicubic,
-                )
+                _publish_epoch(out_dir, state, metrics, bicubic, writer)
             if progress is not None:
                 progress(metrics)
     history = [EpochMetrics(**h) for h in state.history]
@@ -435,6 +411,46 @@ def _train(
         bicubic_val_ssim=bicubic[0],
         bicubic_val_psnr=bicubic[1],
         history=history,
+    )
+
+
+def _close_epoch(state: TrainState, metrics: EpochMetrics, patience: int) -> bool:
+    """Record a finished epoch in *state*; return whether it is the best so far (val SSIM)."""
+    improved = metrics.val_ssim > state.best_val_ssim
+    if improved:
+        state.best_val_ssim, state.best_val_psnr = metrics.val_ssim, metrics.val_psnr
+        state.best_epoch, state.bad_epochs = metrics.epoch, 0
+    else:
+        state.bad_epochs += 1
+    state.history.append(asdict(metrics))
+    state.epoch += 1
+    state.step_in_epoch, state.loss_sum = 0, 0.0
+    if patience and state.bad_epochs >= patience:
+        log.info("early stop: no val SSIM gain for %d epochs", state.bad_epochs)
+        state.stopped_early = True
+    return improved
+
+
+def _publish_epoch(
+    out_dir: Path,
+    state: TrainState,
+    metrics: EpochMetrics,
+    bicubic: tuple[float, float],
+    writer: Any | None,
+) -> None:
+    """Write metrics.csv and curves.png, log to TensorBoard and the log (main rank only)."""
+    _write_metrics_csv(out_dir / METRICS_NAME, state.history)
+    plot_curves(out_dir / "curves.png", [EpochMetrics(**h) for h in state.history], bicubic)
+    if writer is not None:
+        for key in ("train_loss", "val_ssim", "val_psnr", "lr"):
+            writer.add_scalar(key, getattr(metrics, key), metrics.epoch)
+    log.info(
+        "epoch %d: loss %.4g, val SSIM %.4f PSNR %.2f dB (bicubic %.4f / %.2f)",
+        metrics.epoch,
+        metrics.train_loss,
+        metrics.val_ssim,
+        metrics.val_psnr,
+        *bicubic,
     )
 
 
