@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,10 +22,18 @@ from safetensors.torch import load_file
 from deepscope.cli import main
 from deepscope.errors import InputError
 from model.config import Normalisation
+from model.pairs import load_pairset
 from model.store import load_model
 from model.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from model.training.config import EpochMetrics, TrainConfig
-from model.training.data import FieldPair, augment_codes, dihedral, extract_patches, patch_starts
+from model.training.data import (
+    FieldPair,
+    augment_codes,
+    dihedral,
+    extract_patches,
+    load_fields,
+    patch_starts,
+)
 from model.training.train import dlm_loss, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,3 +272,20 @@ def test_ddp_two_processes_match_single_process(pairs: Path, tmp_path: Path) -> 
         assert float(row["train_loss"]) == pytest.approx(ref.train_loss, rel=1e-3)
         assert float(row["val_ssim"]) == pytest.approx(ref.val_ssim, abs=1e-3)
         assert int(row["patches"]) == ref.patches
+
+
+def test_mean_std_normalisation_is_recorded(pairs: Path, tmp_path: Path) -> None:
+    result = train_model(pairs, tmp_path / "m", _cfg(epochs=1, normalisation="mean_std"))
+    assert result.completed
+    _net, cfg = load_model(tmp_path / "m")
+    fields = load_fields(pairs, load_pairset(pairs), "train")
+    lr = np.concatenate([f.lr.reshape(3, -1) for f in fields], axis=1)
+    np.testing.assert_allclose(cfg.normalisation.input_offset, lr.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(cfg.normalisation.input_scale, lr.std(1), rtol=1e-5)
+    assert math.isfinite(result.best_val_psnr)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on CPU-only machines")
+def test_cuda_request_without_cuda_is_an_input_error(pairs: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="CUDA is not available"):
+        train_model(pairs, tmp_path / "m", _cfg(epochs=1, device="cuda"))
