@@ -19,6 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepscope.demo")
 
-#: The demo's acquisition: 3x3 40x tiles over a 150 um square, a dozen 100x z-stacks inside it.
+#: The demo's acquisition: 3x3 40x tiles (region and ROI set by :func:`demo_plan`), 100x
+#: z-stacks inside (16 by default), every field focused by a z scan.
 DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
     "region": {"x_um": 0.0, "y_um": 0.0, "width_um": 150.0, "height_um": 150.0},
@@ -89,12 +93,16 @@ def _bar(desc: str, unit: str) -> Any:
     return tqdm(desc=desc, unit=unit, leave=True, dynamic_ncols=True)
 
 
-def demo_plan(fields: int) -> AcquisitionPlan:
-    """The demo's acquisition plan with *fields* 100x fields."""
+def demo_plan(fields: int, roi: int) -> AcquisitionPlan:
+    """The demo's acquisition plan with *fields* 100x fields and a square camera ROI."""
     from acquire.plan import AcquisitionPlan
 
     raw = json.loads(json.dumps(DEMO_PLAN))
     raw["targets"]["count"] = fields
+    raw["camera_roi"] = {"width": roi, "height": roi}
+    # a region that 3x3 40x tiles of this ROI cover (0.185 um/px, 15 % overlap)
+    side = round(0.98 * (1 + 2 * 0.85) * roi * 0.185, 1)
+    raw["region"].update(width_um=side, height_um=side)
     return AcquisitionPlan.from_dict(raw, source="demo plan")
 
 
@@ -137,7 +145,6 @@ def acquire_stage(out: Path, plan: AcquisitionPlan, seed: int) -> dict[str, Any]
         bar.total = p.total
         bar.n = p.finished
         bar.set_postfix_str(f"{p.phase} {p.field_id or ''} failed={p.failed}")
-        bar.refresh()
 
     try:
         summary = run_acquisition(
@@ -189,7 +196,6 @@ def train_stage(out: Path, epochs: int, seed: int) -> dict[str, Any]:
     def progress(m: EpochMetrics) -> None:
         bar.n = m.epoch
         bar.set_postfix_str(f"loss={m.train_loss:.4g} val_ssim={m.val_ssim:.4f}")
-        bar.refresh()
 
     try:
         result = train_model(out / "pairs", out / "model", config, progress=progress)
@@ -229,6 +235,25 @@ def side_by_side(raw: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
     return np.clip(both / white * 255.0, 0, 255).astype(np.uint8)
 
 
+def gui_window(out: Path, seconds: float) -> Path | None:
+    """Show the live window with the trained model for *seconds*; save its screenshot.
+
+    Runs only where a display exists (``DISPLAY`` or ``WAYLAND_DISPLAY``); returns the PNG path,
+    or None without a display or when the window could not open.
+    """
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return None
+    png = out / "live" / "gui_live.png"
+    cmd = [sys.executable, "-m", "gui.screenshot", str(png), "--model", str(out / "model")]
+    proc = subprocess.run([*cmd, "--seconds", str(seconds)], check=False, timeout=300)
+    if proc.returncode != 0 or not png.exists():
+        log.warning(
+            "the live window could not open (exit %d); headless figures only", proc.returncode
+        )
+        return None
+    return png
+
+
 def live_stage(out: Path, seconds: float, seed: int) -> dict[str, Any]:
     """Run live mode headless on the simulator; save a side-by-side PNG and the latencies."""
     from skimage.io import imsave
@@ -266,12 +291,19 @@ Stage = Callable[[], dict[str, Any]]
 
 
 def run_demo(
-    out: Path, *, seed: int = 0, fields: int = 12, epochs: int = 12, live_seconds: float = 5.0
+    out: Path,
+    *,
+    seed: int = 0,
+    fields: int = 16,
+    roi: int = 512,
+    epochs: int = 20,
+    live_seconds: float = 5.0,
+    headless: bool = False,
 ) -> DemoResult:
     """Run every stage on the simulator, resuming what a previous run left."""
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
-    plan = demo_plan(fields)
+    plan = demo_plan(fields, roi)
     plan.to_file(out / "plan.yaml")
     stages: list[tuple[str, str, Stage]] = [
         (
@@ -289,6 +321,10 @@ def run_demo(
         ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out)),
         ("live", "5/5 live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
     ]
+    if not headless:
+        stages.append(
+            ("gui", "5/5 live window", lambda: {"screenshot": gui_window(out, live_seconds)})
+        )
     for name, title, run in stages:
         with _stage(result, name, title):
             result.figures[name] = run()
@@ -305,6 +341,9 @@ def run_demo(
         "live_picture": str(out / "live" / "live_side_by_side.png"),
         "live_stats": str(out / "live" / "live_stats.json"),
     }
+    screenshot = result.figures.get("gui", {}).get("screenshot")
+    if screenshot:
+        result.outputs["live_window_screenshot"] = str(screenshot)
     atomic_write_json(out / "demo_summary.json", result.as_dict())
     return result
 
@@ -316,8 +355,10 @@ def _run(args: argparse.Namespace) -> int:
         Path(args.out),
         seed=args.seed,
         fields=args.fields,
+        roi=args.roi,
         epochs=args.epochs,
         live_seconds=args.live_seconds,
+        headless=args.headless,
     )
     if args.json:
         emit_json(result.as_dict())
@@ -346,9 +387,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--out", default="demo-output", help="output directory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the slide and the splits")
-    p.add_argument("--fields", type=int, default=12, help="100x fields to acquire (default: 12)")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
+    p.add_argument("--fields", type=int, default=16, help="100x fields to acquire (default: 16)")
+    p.add_argument(
+        "--roi", type=int, default=512, help="square camera ROI in pixels (default: 512)"
+    )
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     p.add_argument(
         "--live-seconds", type=float, default=5.0, help="length of the live preview (default: 5)"
+    )
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no live window even where a display exists (figures and PNGs only)",
     )
     p.set_defaults(func=_run)

@@ -32,7 +32,9 @@ def test_ome_tiff_roundtrip_rgb_stack(tmp_path):
     assert meta2.z_step_um == pytest.approx(0.4)
     assert [p.z_um for p in meta2.planes] == [0.0, 0.4, 0.8]
     assert meta2.planes[0].x_um == 10.5
-    assert meta2.magnification == 100 and meta2.na == 1.4 and meta2.immersion == "Oil"
+    assert meta2.magnification == 100
+    assert meta2.na == 1.4
+    assert meta2.immersion == "Oil"
     assert meta2.annotations == {"field_id": "t0001"}
     with tifffile.TiffFile(path) as tf:  # what Fiji / Bio-Formats see
         assert tf.is_ome
@@ -46,7 +48,7 @@ def test_read_rejects_truncated_and_non_ome(tmp_path):
     )
     raw = path.read_bytes()
     (tmp_path / "cut.ome.tif").write_bytes(raw[: len(raw) // 3])
-    with pytest.raises(InputError, match="cut.ome.tif"):
+    with pytest.raises(InputError, match=r"cut\.ome\.tif"):
         read_ome_tiff(tmp_path / "cut.ome.tif")
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((4, 4), np.uint8))
     with pytest.raises(InputError, match="not an OME-TIFF"):
@@ -59,9 +61,14 @@ def test_read_rejects_truncated_and_non_ome(tmp_path):
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "x.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("crash")
+
+    def crash_midway() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        crash_midway()
     assert target.read_text() == "old"
     assert remove_partials(tmp_path) == 0
 
@@ -77,12 +84,14 @@ def test_jsonl_skips_torn_line(tmp_path):
 def test_safe_join_refuses_escapes(tmp_path):
     assert safe_join(tmp_path, "fields/a.tif") == (tmp_path / "fields/a.tif").resolve()
     for bad in ("../x", "/etc/passwd", "fields/../../x"):
-        with pytest.raises(InputError, match="outside|relative"):
+        with pytest.raises(InputError, match=r"outside|relative"):
             safe_join(tmp_path, bad)
 
 
 def test_cli_help_lists_commands():
-    out = subprocess.run(
-        [sys.executable, "-m", "deepscope.cli", "--help"], capture_output=True, text=True, check=True
-    )
-    assert "deepscope demo" in out.stdout
+    cmd = [sys.executable, "-m", "deepscope.cli", "--help"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    for command in ("simulate", "calibrate", "acquire", "register", "train", "evaluate"):
+        assert f"    {command}" in out.stdout
+    for command in ("enhance", "live", "gui", "demo"):
+        assert f"    {command}" in out.stdout

@@ -29,7 +29,10 @@ from model.network import DeepMicroscopyNet
 from model.store import save_model
 
 DEEPSCOPE = [sys.executable, "-m", "deepscope.cli"]
-DEMO_ARGS = ["--fields", "8", "--epochs", "1", "--live-seconds", "1", "--json"]
+DEMO_ARGS = [
+    *("--fields", "8", "--roi", "320", "--epochs", "1", "--live-seconds", "1"),
+    *("--headless", "--json"),
+]
 
 
 def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
