@@ -8,18 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from dlm_pairs import MAX_VALUE, one_thread, write_pairs, write_sim_pairs  # noqa: F401
 from skimage.metrics import structural_similarity
 
 from deepscope.cli import main
 from deepscope.errors import InputError
 from model.config import ModelConfig, NetworkConfig, Normalisation
+from model.inference.engine import Enhancer
 from model.network import DeepMicroscopyNet
 from model.store import save_model
 from model.training.config import TrainConfig
 from model.training.evaluate import area_resize, evaluate_model
-from model.training.infer import bicubic_upsample, enhance_image, forward_tiled
+from model.training.infer import bicubic_upsample
 from model.training.metrics import ssim_psnr
 from model.training.train import train_model
 
@@ -42,29 +42,17 @@ def test_ssim_psnr_conventions() -> None:
     assert ssim_psnr(padded, target, 4095) == (ssim, psnr)
 
 
-@pytest.mark.parametrize("size", [(80, 64), (83, 71)])
-def test_tiled_forward_equals_whole_image(size: tuple[int, int]) -> None:
-    torch.manual_seed(0)
-    net = DeepMicroscopyNet(NetworkConfig(base_channels=6, num_blocks=2)).eval()
-    x = torch.rand(1, 3, *size)
-    with torch.no_grad():
-        whole = net(x)
-    tiled = forward_tiled(net, x, tile=24)
-    assert tiled.shape == whole.shape
-    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
-
-
-def test_enhance_image_units_and_mono() -> None:
+def test_untrained_global_skip_enhances_to_bicubic_in_raw_units() -> None:
     cfg = ModelConfig(
         network=NetworkConfig(channels=1, global_skip=True, base_channels=4, num_blocks=1),
         normalisation=Normalisation.identity(1, 4095),
     )
     net = DeepMicroscopyNet(cfg.network)
     image = np.full((10, 12), 2000, np.uint16)
-    out = enhance_image(net, cfg, image)  # untrained + global skip = bicubic, in raw units
-    assert out.shape == (25, 30)
+    out = Enhancer(net, cfg, device="cpu", precision="fp32").enhance(image)  # untrained = bicubic
+    assert out.shape == (25, 30, 1)
     np.testing.assert_allclose(out, 2000, rtol=1e-5)
-    np.testing.assert_allclose(bicubic_upsample(image[..., None], 2.5)[..., 0], out, rtol=1e-5)
+    np.testing.assert_allclose(bicubic_upsample(image[..., None], 2.5), out, rtol=1e-5)
 
 
 def test_area_resize_keeps_mean() -> None:

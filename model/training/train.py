@@ -46,7 +46,7 @@ from model.training.data import (
     load_fields,
     make_batch,
 )
-from model.training.infer import bicubic_upsample, enhance_image
+from model.training.infer import bicubic_upsample
 from model.training.metrics import ssim_psnr
 from model.training.plots import plot_curves
 
@@ -131,13 +131,14 @@ def _validate(
     max_value: float,
     device: torch.device,
 ) -> tuple[float, float]:
-    """Mean SSIM and PSNR of the network on whole validation fields."""
-    scores = []
-    was_training = net.training
-    for f in fields:
-        out = enhance_image(net, cfg, np.moveaxis(f.lr, 0, -1), device=device)
-        scores.append(ssim_psnr(out, np.moveaxis(f.hr, 0, -1), max_value))
-    net.train(was_training)
+    """Mean SSIM and PSNR of the network on whole validation fields (fp32, as ``enhance``)."""
+    from model.inference.engine import Enhancer  # the engine evaluation and live mode use
+
+    enhancer = Enhancer(net, cfg, device=device, precision="fp32")  # works on its own copy
+    scores = [
+        ssim_psnr(enhancer.enhance(np.moveaxis(f.lr, 0, -1)), np.moveaxis(f.hr, 0, -1), max_value)
+        for f in fields
+    ]
     return float(np.mean([s for s, _ in scores])), float(np.mean([p for _, p in scores]))
 
 
