@@ -48,24 +48,18 @@ def synthetic_field(
     return (lr * MAX_VALUE).round().astype(np.uint16), (hr * MAX_VALUE).round().astype(np.uint16)
 
 
-def write_pairs(
+def save_fields(
     directory: Path,
+    fields: list[tuple[str, str, np.ndarray, np.ndarray]],
     *,
-    n_train: int = 4,
-    n_val: int = 1,
-    n_test: int = 1,
-    lr_size: int = 48,
-    channels: int = 3,
-    seed: int = 0,
+    channels: int,
+    source: str,
+    seed: int,
 ) -> Path:
-    """Write a pairs directory of synthetic fields; return it."""
-    rng = np.random.default_rng(seed)
+    """Write ``(pair_id, split, lr, hr)`` fields as OME-TIFFs and ``pairs.json``."""
     (directory / "pairs").mkdir(parents=True, exist_ok=True)
     pairs = []
-    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
-    for i, split in enumerate(splits):
-        lr, hr = synthetic_field(rng, lr_size, channels)
-        pid = f"p{i:03d}"
+    for i, (pid, split, lr, hr) in enumerate(fields):
         write_ome_tiff(
             directory / "pairs" / f"{pid}_lr.ome.tif", lr, ImageMeta(pixel_size_um=0.185)
         )
@@ -82,20 +76,38 @@ def write_pairs(
                 hr=f"pairs/{pid}_hr.ome.tif",
             )
         )
-    save_pairset(
-        directory,
-        PairSet(
-            scale=2.5,
-            channels=channels,
-            max_value=MAX_VALUE,
-            lr_pixel_size_um=0.185,
-            hr_pixel_size_um=0.074,
-            source="synthetic",
-            seed=seed,
-            pairs=pairs,
-        ),
+    pairset = PairSet(
+        scale=2.5,
+        channels=channels,
+        max_value=MAX_VALUE,
+        lr_pixel_size_um=0.185,
+        hr_pixel_size_um=0.074,
+        source=source,
+        seed=seed,
+        pairs=pairs,
     )
+    save_pairset(directory, pairset)
     return directory
+
+
+def write_pairs(
+    directory: Path,
+    *,
+    n_train: int = 4,
+    n_val: int = 1,
+    n_test: int = 1,
+    lr_size: int = 48,
+    channels: int = 3,
+    seed: int = 0,
+) -> Path:
+    """Write a pairs directory of synthetic fields; return it."""
+    rng = np.random.default_rng(seed)
+    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    fields = [
+        (f"p{i:03d}", split, *synthetic_field(rng, lr_size, channels))
+        for i, split in enumerate(splits)
+    ]
+    return save_fields(directory, fields, channels=channels, source="synthetic", seed=seed)
 
 
 def write_sim_pairs(
@@ -118,9 +130,8 @@ def write_sim_pairs(
     hr_size = lr_size * 5 // 2
     core = make_core(seed=seed, imperfections=False, sensor=(hr_size, hr_size))
     off = (hr_size - lr_size) // 2
-    (directory / "pairs").mkdir(parents=True, exist_ok=True)
     splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
-    pairs = []
+    fields = []
     for i, split in enumerate(splits):
         x, y = (i % 4) * spacing_um, (i // 4) * spacing_um
         core.setXYPosition(x, y)
@@ -131,32 +142,5 @@ def write_sim_pairs(
         core.clearROI()
         core.setConfig("Objective", "100x")
         core.snapImage()
-        hr = np.asarray(core.getImage())
-        pid = f"s{i:03d}"
-        out = directory / "pairs"
-        write_ome_tiff(out / f"{pid}_lr.ome.tif", lr, ImageMeta(pixel_size_um=0.185))
-        write_ome_tiff(out / f"{pid}_hr.ome.tif", hr, ImageMeta(pixel_size_um=0.074))
-        pairs.append(
-            Pair(
-                pair_id=pid,
-                field_id=f"f{i:03d}",
-                split=split,  # type: ignore[arg-type]
-                accepted=True,
-                lr=f"pairs/{pid}_lr.ome.tif",
-                hr=f"pairs/{pid}_hr.ome.tif",
-            )
-        )
-    save_pairset(
-        directory,
-        PairSet(
-            scale=2.5,
-            channels=3,
-            max_value=MAX_VALUE,
-            lr_pixel_size_um=0.185,
-            hr_pixel_size_um=0.074,
-            source="simulator",
-            seed=seed,
-            pairs=pairs,
-        ),
-    )
-    return directory
+        fields.append((f"s{i:03d}", split, lr, np.asarray(core.getImage())))
+    return save_fields(directory, fields, channels=3, source="simulator", seed=seed)
