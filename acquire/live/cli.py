@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--self-feed", action="store_true", help="self-feeding enhancement")
     p.add_argument("--exposure-ms", type=float, default=None, help="camera exposure (ms)")
+    p.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="how long stopping waits for the frame being enhanced (default: %(default)s s)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="precision"
@@ -93,6 +100,8 @@ def run_live(args: argparse.Namespace) -> int:
         raise InputError(f"--frames {frames} must be at least 1")
     if args.exposure_ms is not None and not 0 < args.exposure_ms <= 10_000:
         raise InputError(f"--exposure-ms {args.exposure_ms} must be in (0, 10000]")
+    if args.stop_timeout <= 0:
+        raise InputError(f"--stop-timeout {args.stop_timeout} must be positive")
     enhancer = Enhancer.from_dir(
         args.model_dir,
         device=args.device,
@@ -130,7 +139,9 @@ def run_live(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     finally:
-        stats = pipeline.stop()
+        # a frame already in the network is finished, not abandoned: a thread left running
+        # inside torch at exit aborts the process
+        stats = pipeline.stop(timeout=args.stop_timeout)
     if stats.frames_in == 0:
         raise HardwareError("the camera delivered no frames")
     summary = {**stats.as_dict(), **enhancer.describe()}
