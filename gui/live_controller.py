@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepscope.gui")
 
+#: How long stopping live mode waits for the frame being enhanced.
+STOP_TIMEOUT_S = 120.0
+
 OBJECTIVE_GROUP = "Objective"
 
 
@@ -132,7 +135,9 @@ class LiveController(QObject):
         if pipeline is None:
             return
         try:
-            stats = pipeline.stop(timeout=5.0)
+            # wait for a frame already in the network (a 2048x2048 frame takes tens of seconds
+            # on a CPU): a thread abandoned inside torch aborts the process at exit
+            stats = pipeline.stop(timeout=STOP_TIMEOUT_S)
         except Exception as exc:  # what stopped the run (camera, model, disk): tell the user
             # the pipeline keeps this error; drop the traceback that now reaches into GUI frames
             exc.__traceback__ = None
