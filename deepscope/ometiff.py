@@ -151,11 +151,20 @@ def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
     return ome.to_xml()
 
 
-def write_ome_tiff(path: str | os.PathLike[str], data: np.ndarray, meta: ImageMeta) -> Path:
+def write_ome_tiff(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    meta: ImageMeta,
+    *,
+    compress: bool = False,
+) -> Path:
     """Write *data* with *meta* as an OME-TIFF at *path*, atomically.
 
     *data* may be ``(y,x)``, ``(y,x,c)``, ``(z,y,x)`` or ``(z,y,x,c)``; uint8, uint16 or float.
-    Returns the final path.
+    Uncompressed by default, as Micro-Manager writes: on noisy 12-bit camera data zlib saves
+    about a third of the bytes but costs ~8x the write time (see BENCHMARKS.md, acquisition),
+    which an acquisition cannot spare. *compress* uses zlib (level 1), which every TIFF reader
+    knows. Returns the final path.
     """
     stack = np.ascontiguousarray(as_zyxc(np.asarray(data)))
     xml = _ome_xml(stack, meta)
@@ -170,8 +179,8 @@ def write_ome_tiff(path: str | os.PathLike[str], data: np.ndarray, meta: ImageMe
             planarconfig="contig" if nc > 1 else None,
             description=xml.encode("utf-8"),
             metadata=None,
-            compression="zlib",
-            compressionargs={"level": 1},
+            compression="zlib" if compress else None,
+            compressionargs={"level": 1} if compress else None,
             bigtiff=stack.nbytes > 3_500_000_000,
         )
     return final
