@@ -52,13 +52,26 @@ def load_enhancer(model_dir: Path | None) -> Enhancer | None:
 
 
 def run_app(
-    *, simulate: bool, mm_config: Path | None = None, model_dir: Path | None = None, seed: int = 0
+    *,
+    simulate: bool,
+    mm_config: Path | None = None,
+    model_dir: Path | None = None,
+    seed: int = 0,
+    roi: tuple[int, ...] | None = None,
 ) -> int:
-    """Open the window and run the Qt event loop until it closes; return the exit code."""
+    """Open the window and run the Qt event loop until it closes; return the exit code.
+
+    *roi* ``(x, y, w, h)`` sets the camera ROI before the window opens.
+    """
     if not simulate and mm_config is None:
         raise InputError("no microscope chosen; pass --simulate or --mm-config FILE")
     enhancer = load_enhancer(model_dir)  # a bad model directory fails before the scope starts
     core = open_core(simulate=simulate, mm_config=mm_config, seed=seed)
+    if roi is not None:
+        try:
+            core.setROI(*roi)
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(f"--roi {' '.join(map(str, roi))} is not valid: {exc}") from exc
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow
