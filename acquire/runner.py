@@ -7,6 +7,7 @@ pause for immersion oil, every target field at the calibrated offsets.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import threading
@@ -161,29 +162,14 @@ def run_acquisition(
     """
     profile = profile or MicroscopeProfile()
     cancel = cancel or threading.Event()
-    if isinstance(core, Scope):
-        return _run(plan, Path(out_dir), core, profile, resume, pause_for_oil, progress, cancel)
-    with python_scope(core) as scope:
-        return _run(plan, Path(out_dir), scope, profile, resume, pause_for_oil, progress, cancel)
-
-
-def _run(
-    plan: AcquisitionPlan,
-    out_dir: Path,
-    scope: Scope,
-    profile: MicroscopeProfile,
-    resume: bool,
-    pause_for_oil: Callable[[], bool] | None,
-    progress: Callable[[AcquisitionProgress], None] | None,
-    cancel: threading.Event,
-) -> AcquisitionSummary:
-    """Run the plan; the camera ROI the plan set is put back afterwards."""
-    saved_roi = scope.roi() if plan.camera_roi is not None else None
-    try:
-        return _run_plan(plan, out_dir, scope, profile, resume, pause_for_oil, progress, cancel)
-    finally:
-        if saved_roi is not None:
-            scope.restore_roi(saved_roi)
+    with contextlib.ExitStack() as stack:
+        scope = core if isinstance(core, Scope) else stack.enter_context(python_scope(core))
+        saved_roi = scope.roi() if plan.camera_roi is not None else None
+        if saved_roi is not None:  # put back the ROI the plan replaces
+            stack.callback(scope.restore_roi, saved_roi)
+        return _run_plan(
+            plan, Path(out_dir), scope, profile, resume, pause_for_oil, progress, cancel
+        )
 
 
 def _run_plan(
