@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,17 @@ def python_scope(core: Any) -> Iterator[Scope]:
         except RuntimeError as exc:  # another acquisition or live view holds the engine
             raise HardwareError(f"cannot start pycromanager's engine: {exc}") from exc
         yield Scope(adapter)
+
+
+def set_camera_roi(core: Any, roi: Sequence[int]) -> None:
+    """Set a pymmcore core's camera ROI ``(x, y, width, height)`` from a ``--roi`` option.
+
+    Raises :class:`~deepscope.errors.InputError` naming the ROI and why the camera refused it.
+    """
+    try:
+        core.setROI(*roi)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"--roi {' '.join(map(str, roi))} is not valid: {exc}") from exc
 
 
 def simulated_core(seed: int = 0, faults: Any = None) -> Any:

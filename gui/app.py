@@ -68,10 +68,9 @@ def run_app(
     enhancer = load_enhancer(model_dir)  # a bad model directory fails before the scope starts
     core = open_core(simulate=simulate, mm_config=mm_config, seed=seed)
     if roi is not None:
-        try:
-            core.setROI(*roi)
-        except (RuntimeError, ValueError) as exc:
-            raise InputError(f"--roi {' '.join(map(str, roi))} is not valid: {exc}") from exc
+        from acquire.backends import set_camera_roi
+
+        set_camera_roi(core, roi)
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow

@@ -92,6 +92,7 @@ def open_core(args: argparse.Namespace) -> CMMCorePlus:
 
 def run_live(args: argparse.Namespace) -> int:
     """Handle ``deepscope live``."""
+    from acquire.backends import set_camera_roi
     from acquire.live.pipeline import LivePipeline
     from model.inference.engine import Enhancer
 
@@ -111,10 +112,7 @@ def run_live(args: argparse.Namespace) -> int:
     )
     core = open_core(args)
     if args.roi is not None:
-        try:
-            core.setROI(*args.roi)
-        except (RuntimeError, ValueError) as exc:
-            raise InputError(f"--roi {' '.join(map(str, args.roi))} is not valid: {exc}") from exc
+        set_camera_roi(core, args.roi)
     if args.exposure_ms is not None:
         core.setExposure(args.exposure_ms)
     pipeline = LivePipeline(
