@@ -104,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (training tab)")
     args = parser.parse_args(argv)
 
+    from acquire.backends import ScopeChoice
     from gui.app import load_enhancer, open_core
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("deepscope")
-    core = open_core(simulate=True)
+    core = open_core(ScopeChoice())
     core.setROI(0, 0, args.roi, args.roi)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model_dir(Path(tmp) / "tiny-model")
