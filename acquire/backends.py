@@ -211,7 +211,7 @@ def set_camera_roi(core: Any, roi: CameraROI | None) -> None:
     y = (height - roi.height) // 2 if roi.y is None else roi.y
     if x < 0 or y < 0 or x + roi.width > width or y + roi.height > height:
         raise InputError(
-            f"--roi {x} {y} {roi.width} {roi.height} does not fit the {width}x{height} sensor"
+            f"--roi {x} {y} {roi.width} {roi.height} is outside the {width}x{height} sensor"
         )
     try:
         core.setROI(x, y, roi.width, roi.height)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import re
 import weakref
 from pathlib import Path
@@ -175,7 +176,9 @@ def load_config(
             ) from exc
     if mm_path is None and not _CPP_DEVICE.search(text):
         mm_path = str(Path(__file__).parent)  # Python devices only: no adapter folder to find
-    core = PyDeviceCore(mm_path=mm_path) if mm_path else PyDeviceCore()
+    if mm_path is None:
+        mm_path = next(iter(_find_micromanager()), str(Path(__file__).parent))
+    core = PyDeviceCore(mm_path=mm_path)
     try:
         load_from_string(core, text, source)
         _check_initialized(core, source)
@@ -184,8 +187,29 @@ def load_config(
             core.unloadAllDevices()
         if isinstance(exc, HardwareError):
             raise
-        raise HardwareError(config_error(exc, source)) from exc
+        message = config_error(exc, source)
+        if _CPP_DEVICE.search(text) and "DeviceAdapter" in message:
+            message += f" (Micro-Manager adapters searched in: {adapter_path_text()})"
+        raise HardwareError(message) from exc
     return core
+
+
+def adapter_path_text() -> str:
+    """Where Micro-Manager's C++ adapters are looked for, or how to install them."""
+    found = _find_micromanager()
+    return ", ".join(found) if found else "none installed; run 'mmcore install'"
+
+
+def _find_micromanager() -> list[str]:
+    """Micro-Manager installations pymmcore-plus finds (without its ERROR log when none)."""
+    from pymmcore_plus import find_micromanager
+
+    mm_log = logging.getLogger("pymmcore-plus")
+    was_disabled, mm_log.disabled = mm_log.disabled, True
+    try:
+        return list(find_micromanager(return_first=False))
+    finally:
+        mm_log.disabled = was_disabled
 
 
 def _check_initialized(core: PyDeviceCore, source: str) -> None:
@@ -210,10 +234,13 @@ def config_error(exc: BaseException, source: str) -> str:
         return f"Micro-Manager configuration {source}: {_first_line(exc)}"
     fields = [f.strip() for f in m["text"].split(",")]
     device = _device_of(fields)
-    root: BaseException = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    cause = _first_line(root) if root is not exc else _first_line(m["cause"])
+    cause = _first_line(m["cause"])
+    inner = exc.__cause__
+    while inner is not None:  # the first message that is not pymmcore-plus's wrapping
+        if not str(inner).startswith(("Error executing command", "Error in configuration")):
+            cause = _first_line(inner)
+            break
+        inner = inner.__cause__
     where = f"line {m['line']} ({m['text']})"
     return (
         f"Micro-Manager configuration {m['file']}, {where}"

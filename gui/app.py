@@ -71,10 +71,10 @@ def run_app(
     """
     from acquire.backends import set_camera_roi
 
-    check_display()
     enhancer = load_enhancer(model_dir)  # a bad model directory fails before the scope starts
     core = open_core(choice)
     set_camera_roi(core, roi)
+    check_display()
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow

@@ -38,6 +38,9 @@ from simulators.specimen import Specimen, TissueSpecimen
 
 MAX_EXPOSURE_MS = 10_000.0
 BINNINGS = (1, 2, 4)
+#: Camera ``PixelType`` values, as Micro-Manager's cameras name them: 16-bit RGB, 16-bit grey.
+RGB = "64bitRGB"
+PIXEL_TYPES = (RGB, "16bit")
 SPECIMENS = ("tissue", "usaf")
 _LAST_HUB = threading.local()
 #: :class:`FaultConfig` field -> (hub property, default); index lists are space-separated.
@@ -168,6 +171,9 @@ class _Peripheral(Device):
 class SimCamera(_Peripheral, CameraDevice):
     """12-bit RGB camera (7.4 um pixels) that images the virtual slide.
 
+    ``PixelType`` ``64bitRGB`` (default) gives ``(y, x, 3)`` frames; ``16bit`` gives grey
+    ``(y, x)`` frames (the mean of the colour channels), which writers without RGB support take.
+
     Frames are paced to the exposure time (rendering time counts towards it), so sequence
     acquisition runs at a physical frame rate instead of flooding the buffer.
     """
@@ -180,6 +186,7 @@ class SimCamera(_Peripheral, CameraDevice):
         self._roi: tuple[int, int, int, int] | None = None
         self.set_property_allowed_values("Binning", list(BINNINGS))
         self.register_property("BitDepth", default_value=BIT_DEPTH, is_read_only=True)
+        self.register_property("PixelType", default_value=RGB, allowed_values=PIXEL_TYPES)
 
     def get_exposure(self) -> float:
         """Exposure time in ms."""
@@ -228,10 +235,10 @@ class SimCamera(_Peripheral, CameraDevice):
         """Use the full sensor."""
         self._roi = None
 
-    def shape(self) -> tuple[int, int, int]:
-        """Frame shape ``(height, width, 3)``."""
+    def shape(self) -> tuple[int, int] | tuple[int, int, int]:
+        """Frame shape: ``(height, width, 3)``, or ``(height, width)`` for ``PixelType`` 16bit."""
         _, _, w, h = self.get_roi()
-        return (h, w, 3)
+        return (h, w, 3) if self.get_property_value("PixelType") == RGB else (h, w)
 
     def dtype(self) -> DTypeLike:
         """uint16 holding 12-bit counts."""
@@ -260,7 +267,10 @@ class SimCamera(_Peripheral, CameraDevice):
             else:
                 next_t = time.perf_counter()
             buf = get_buffer(shape, dtype)
-            buf[:] = frame
+            if len(shape) == 2:  # monochrome readout: the mean of the colour channels
+                np.rint(frame.mean(axis=2), out=buf, casting="unsafe")
+            else:
+                buf[:] = frame
             count += 1
             yield {"SimSnapIndex": str(truth.index), "Exposure-ms": f"{exposure:g}"}
 
