@@ -265,3 +265,14 @@ def test_zmq_port_with_nothing_listening_is_one_line_exit_3(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [err[0]]
     assert f"no Micro-Manager ZMQ server on port {port}" in err[0]
+
+
+def test_acquire_without_profile_warns_and_records_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(TINY_PLAN)
+    assert main(["acquire", str(plan), "-o", str(tmp_path / "ds"), "--no-pause"]) == 0
+    assert "no calibrated profile" in capsys.readouterr().err
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert info["calibrated"] is False
