@@ -85,6 +85,10 @@ def _acquire(args: argparse.Namespace) -> int:
 
     plan = AcquisitionPlan.from_file(args.plan)
     profile = _profile(args)
+    if not profile.calibrated:
+        from acquire.profile import UNCALIBRATED
+
+        print(f"deepscope: warning: {UNCALIBRATED} (--profile FILE)", file=sys.stderr)
     bar = tqdm(total=0, desc="acquire", unit="field", file=sys.stderr, delay=0.5)
 
     def progress(p: AcquisitionProgress) -> None:

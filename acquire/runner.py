@@ -197,15 +197,6 @@ def _run_plan(
         serpentine=plan.serpentine,
     )
     _check_limits(plan, profile, tiles, focus_z)
-    calibrated = profile.calibrated_objectives is not None
-    if not calibrated:
-        log.warning(
-            "no calibrated profile: the %s fields assume the %s objective has no xy/z offset "
-            "from the %s; run 'deepscope calibrate' and pass --profile (recorded in dataset.json)",
-            target_optics.name,
-            target_optics.name,
-            tile_optics.name,
-        )
     info = DatasetInfo(
         software_version=__version__,
         versions=_library_versions(),
@@ -213,7 +204,7 @@ def _run_plan(
         tile_objective=tile_optics.spec,
         target_objective=target_optics.spec,
         calibration=profile.calibration,
-        calibrated=calibrated,
+        calibrated=profile.calibrated,
         plan=plan.model_dump(mode="json"),
         plan_hash=plan.plan_hash(),
         profile=profile.model_dump(mode="json"),

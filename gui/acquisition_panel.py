@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 
 #: The documented example plan (README), shown when the panel opens.
 EXAMPLE_PLAN_PATH = Path(__file__).resolve().parents[1] / "examples" / "plan_small.yaml"
-NO_PROFILE = (
-    "no profile: the 100x offsets from the 40x are assumed 0 (uncalibrated; recorded in "
-    "dataset.json). Pick one made by 'deepscope calibrate'."
-)
 
 
 def example_plan() -> str:
@@ -201,8 +197,12 @@ class AcquisitionPanel(QWidget):
             return
         self.field_list.clear()
         self.progress.setValue(0)
-        uncalibrated = profile is None or profile.calibrated_objectives is None
-        self.phase_label.setText("starting" + (f"; {NO_PROFILE}" if uncalibrated else ""))
+        if profile is None or not profile.calibrated:
+            from acquire.profile import UNCALIBRATED
+
+            self.phase_label.setText(f"starting; warning: {UNCALIBRATED}")
+        else:
+            self.phase_label.setText("starting")
 
     def profile(self) -> MicroscopeProfile | None:
         """The chosen microscope profile (None: none chosen); InputError for a bad file."""

@@ -194,6 +194,7 @@ def test_default_plan_is_the_documented_example_and_the_profile_reaches_the_data
     assert info["calibration"]["dx_um"] == 1.25
 
     panel.profile_field.edit.setText("")
+    qtbot.waitUntil(panel.run_button.isEnabled, timeout=WAIT_MS)
     run_plan(qtbot, window, TINY_PLAN.format(retries=1), tmp_path / "uncal")
     info = json.loads((tmp_path / "uncal" / "dataset.json").read_text())
     assert info["calibrated"] is False
