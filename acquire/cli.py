@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from acquire.backends import add_roi_option, add_scope_options
 from deepscope.cli import common_options, emit_json
+from deepscope.errors import InputError
 
 if TYPE_CHECKING:
     from acquire.backends import Scope
@@ -85,6 +86,10 @@ def _acquire(args: argparse.Namespace) -> int:
 
     plan = AcquisitionPlan.from_file(args.plan)
     profile = _profile(args)
+    if args.dry_run:
+        return _dry_run(args, plan, profile)
+    if args.out is None:
+        raise InputError("acquire needs --out DIR (the dataset directory), except with --dry-run")
     if not profile.calibrated:
         from acquire.profile import UNCALIBRATED
 
@@ -137,6 +142,26 @@ def _acquire(args: argparse.Namespace) -> int:
             "stopped; completed fields are kept, rerun with --resume to continue", file=sys.stderr
         )
         return 130
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, plan: Any, profile: MicroscopeProfile) -> int:
+    from acquire.dryrun import dry_run
+
+    with _scope(args) as scope:
+        result = dry_run(plan, scope, profile)
+    if args.json:
+        emit_json(result.model_dump(mode="json"))
+        return 0
+    print(
+        f"plan '{plan.name}' is valid: {result.tiles} tiles ({plan.tiles.objective}, "
+        f"{result.tile_fov_um[0]:.1f} x {result.tile_fov_um[1]:.1f} um), {result.targets} "
+        f"{plan.targets.objective} fields, {result.images} images; stage travel "
+        f"{result.travel_um / 1000:.2f} mm in {result.moves} moves; about "
+        f"{result.estimate_s:.0f} s ({result.exposure_s:.1f} s exposure)"
+        f"{'' if result.calibrated else '; uncalibrated'}; nothing was moved",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -208,8 +233,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     acq.add_argument("plan", help="plan file (.yaml or .json)")
-    acq.add_argument("-o", "--out", required=True, metavar="DIR", help="dataset directory")
+    acq.add_argument("-o", "--out", metavar="DIR", help="dataset directory (required to acquire)")
     acq.add_argument("--resume", action="store_true", help="continue a dataset of the same plan")
     acq.add_argument("--no-pause", action="store_true", help="do not wait for oil before 100x")
+    acq.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the plan on the microscope, count fields, estimate travel and time; "
+        "nothing moves or is written",
+    )
     _backend_options(acq)
     acq.set_defaults(func=_acquire)

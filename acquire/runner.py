@@ -97,7 +97,7 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
-def _check_limits(
+def check_limits(
     plan: AcquisitionPlan,
     profile: MicroscopeProfile,
     tiles: Sequence[FieldSpec],
@@ -196,7 +196,7 @@ def _run_plan(
         tile_optics.name,
         serpentine=plan.serpentine,
     )
-    _check_limits(plan, profile, tiles, focus_z)
+    check_limits(plan, profile, tiles, focus_z)
     info = DatasetInfo(
         software_version=__version__,
         versions=_library_versions(),

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acquire.backends import add_roi_option
 from deepscope.atomic import atomic_write_json
+from deepscope.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -349,13 +351,17 @@ def run_demo(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from acquire.backends import roi_from_option
     from deepscope.cli import emit_json
 
+    roi = roi_from_option(args.roi)
+    if roi is None or roi.x is not None or roi.width != roi.height:
+        raise InputError(f"--roi {' '.join(map(str, args.roi))}: the demo takes one side N")
     result = run_demo(
         Path(args.out),
         seed=args.seed,
         fields=args.fields,
-        roi=args.roi,
+        roi=roi.width,
         epochs=args.epochs,
         live_seconds=args.live_seconds,
         headless=args.headless,
@@ -385,12 +391,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "resumes: finished fields, pairs and epochs are kept."
         ),
     )
-    p.add_argument("--out", default="demo-output", help="output directory (default: %(default)s)")
+    p.add_argument(
+        "-o", "--out", default="demo-output", help="output directory (default: %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the slide and the splits")
     p.add_argument("--fields", type=int, default=16, help="100x fields to acquire (default: 16)")
-    p.add_argument(
-        "--roi", type=int, default=512, help="square camera ROI in pixels (default: 512)"
-    )
+    add_roi_option(p, default=[512])
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     p.add_argument(
         "--live-seconds", type=float, default=5.0, help="length of the live preview (default: 5)"

@@ -276,3 +276,74 @@ def test_acquire_without_profile_warns_and_records_it(
     assert "no calibrated profile" in capsys.readouterr().err
     info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert info["calibrated"] is False
+
+
+def test_dry_run_counts_fields_and_moves_nothing(
+    sim_cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from acquire.backends import ScopeChoice, open_scope
+    from acquire.dryrun import dry_run
+    from acquire.plan import AcquisitionPlan
+    from acquire.profile import MicroscopeProfile
+
+    example = ROOT / "examples" / "plan_small.yaml"
+    assert main(["acquire", str(example), "--dry-run", "--json", "--mm-config", str(sim_cfg)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["tiles"], out["targets"]) == (4, 4)  # 2x2 tiles, count 4
+    assert out["pixel_size_um"] == {"40x": 0.185, "100x": 0.074}
+    assert out["tile_fov_um"] == [pytest.approx(256 * 0.185)] * 2
+    assert out["travel_um"] > 0
+    assert out["calibrated"] is False
+    plan = AcquisitionPlan.from_file(example)
+    with open_scope(ScopeChoice(mm_config=sim_cfg)) as scope:
+        before = (scope.position(), scope.core.get_property("Objective", "Label"))
+        assert dry_run(plan, scope, MicroscopeProfile()).images == out["images"]
+        assert microscope_of(scope.core.core).snap_log == []
+        assert (scope.position(), scope.core.get_property("Objective", "Label")) == before
+
+
+def test_info_reports_versions_devices_and_adapters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["versions"]["pymmcore-plus"] == __import__("pymmcore_plus").__version__
+    assert info["versions"]["torch"] == torch.__version__
+    assert len(info["cuda_devices"]) == torch.cuda.device_count()
+    assert info["micromanager_adapters"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([64], (None, None, 64, 64)),
+        ([8, 4, 32, 16], (8, 4, 32, 16)),
+        ([0], None),
+    ],
+)
+def test_one_roi_form(values: list[int], expected: tuple[int | None, ...] | None) -> None:
+    from acquire.backends import roi_from_option, set_camera_roi
+
+    roi = roi_from_option(values)
+    got = None if roi is None else (roi.x, roi.y, roi.width, roi.height)
+    assert got == expected
+    core = make_core(sensor=(96, 128))
+    set_camera_roi(core, roi)
+    if roi is not None and roi.x is None:
+        assert list(core.getROI()) == [32, 16, 64, 64]  # centred on the 128x96 sensor
+
+
+def test_every_writing_command_takes_dash_o() -> None:
+    from deepscope.cli import build_parser
+
+    parser = build_parser()
+    for argv in (
+        ["simulate", "snap", "-o", "x.ome.tif"],
+        ["simulate", "config", "-o", "x.cfg"],
+        ["calibrate", "-o", "p.yaml"],
+        ["acquire", "plan.yaml", "-o", "ds"],
+        ["register", "ds", "-o", "pairs"],
+        ["train", "pairs", "-o", "model"],
+        ["evaluate", "model", "pairs", "-o", "ev"],
+        ["enhance", "model", "in.tif", "-o", "out"],
+        ["demo", "-o", "demo"],
+    ):
+        assert parser.parse_args(argv).out is not None, argv
