@@ -57,6 +57,10 @@ class Scope:
         """Pixel size of the objective in the light path."""
         return float(self.core.get_pixel_size_um())
 
+    def bit_depth(self) -> int:
+        """Bit depth of the camera's pixel values (12 for 12-bit data in uint16)."""
+        return int(self.core.get_image_bit_depth())
+
     def image_size(self) -> tuple[int, int]:
         """Frame ``(width, height)`` in pixels (after ROI and binning)."""
         return int(self.core.get_image_width()), int(self.core.get_image_height())

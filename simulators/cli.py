@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 from acquire.backends import add_roi_option
@@ -117,6 +118,8 @@ def _snap(args: argparse.Namespace) -> int:
         na=spec.na,
         immersion=spec.immersion,
         channel_names=("R", "G", "B"),
+        acquired_at=datetime.now(UTC),
+        significant_bits=core.getImageBitDepth(),
         name=args.out.name.split(".")[0],
         annotations={"simulator_seed": str(args.seed), "specimen": args.specimen},
     )
