@@ -280,12 +280,17 @@ def add_scope_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="simulated microscope seed (default 0)")
 
 
-def open_core(choice: ScopeChoice) -> Any:
+#: Core roles a command needs, with the configuration line that sets each.
+ROLES = {"camera": "Camera", "XY stage": "XYStage", "focus drive": "Focus"}  # getXDevice()
+
+
+def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
     """A pymmcore-plus core in this process: the simulator or a loaded ``.cfg``.
 
     Raises :class:`~deepscope.errors.HardwareError` (one line: file, line, device) when the
-    configuration does not load, and for ``--zmq-port``, whose camera lives in Micro-Manager's
-    process (live mode and the GUI need it here).
+    configuration does not load or lacks a device of *needs* (keys of :data:`ROLES`), and for
+    ``--zmq-port``, whose camera lives in Micro-Manager's process (live mode and the GUI need
+    it here).
     """
     if choice.zmq_port is not None:
         _check_zmq_port(choice.zmq_port)
@@ -297,7 +302,14 @@ def open_core(choice: ScopeChoice) -> Any:
     if choice.mm_config is not None:
         from acquire.mmcore import load_config
 
-        return load_config(choice.mm_config)
+        core = load_config(choice.mm_config)
+        for role in needs:
+            if not getattr(core, f"get{ROLES[role]}Device")():
+                raise HardwareError(
+                    f"Micro-Manager configuration {choice.mm_config} sets no {role} "
+                    f"(a 'Property,Core,{ROLES[role]},LABEL' line)"
+                )
+        return core
     from simulators import make_core
 
     return make_core(seed=choice.seed, specimen=choice.specimen)  # type: ignore[arg-type]
@@ -310,7 +322,7 @@ def open_scope(choice: ScopeChoice) -> Iterator[Scope]:
         with java_scope(choice.zmq_port) as scope:
             yield scope
         return
-    with python_scope(open_core(choice)) as scope:
+    with python_scope(open_core(choice, needs=tuple(ROLES))) as scope:
         yield scope
 
 

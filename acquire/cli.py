@@ -90,10 +90,6 @@ def _acquire(args: argparse.Namespace) -> int:
         return _dry_run(args, plan, profile)
     if args.out is None:
         raise InputError("acquire needs --out DIR (the dataset directory), except with --dry-run")
-    if not profile.calibrated:
-        from acquire.profile import UNCALIBRATED
-
-        print(f"deepscope: warning: {UNCALIBRATED} (--profile FILE)", file=sys.stderr)
     bar = tqdm(total=0, desc="acquire", unit="field", file=sys.stderr, delay=0.5)
 
     def progress(p: AcquisitionProgress) -> None:
@@ -114,6 +110,10 @@ def _acquire(args: argparse.Namespace) -> int:
         contextlib.redirect_stdout(sys.stderr),
         _ctrl_c_cancels(cancel),
     ):
+        if not profile.calibrated:  # said once the microscope is open, before anything moves
+            from acquire.profile import UNCALIBRATED
+
+            print(f"deepscope: warning: {UNCALIBRATED} (--profile FILE)", file=sys.stderr)
         try:
             summary = run_acquisition(
                 plan,

@@ -2,11 +2,12 @@
 
 Every device is constructible without arguments, so a Micro-Manager configuration file can load
 it (``#py pyDevice,LABEL,simulators.devices,CLASS``). :class:`SimScope` is the hub: its pre-init
-properties (``Seed``, ``Specimen``, ``Imperfections``, ``Faults``, sensor size, tile cache) are the
-simulator's settings, and it owns the :class:`~simulators.microscope.VirtualMicroscope` that the
-camera, stages, turret and lamp act on. A peripheral belongs to the ``SimScope`` constructed last
-in the same thread before it (a configuration file lists the hub first); a ``Parent`` line naming
-another hub is refused.
+properties (``Seed``, ``Specimen``, ``Imperfections``, sensor size, tile cache and the fault
+settings of :data:`FAULT_PROPERTIES`) are the simulator's settings, and it owns the
+:class:`~simulators.microscope.VirtualMicroscope` that the camera, stages, turret and lamp act
+on. A peripheral belongs to the ``SimScope`` loaded last in the same thread and not yet
+initialised, i.e. the hub of the configuration being loaded (a configuration lists the hub
+first); a ``Parent`` line naming another hub is refused.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class SimScope(HubDevice):
         super().__init__()
         self._scope: VirtualMicroscope | None = None
         self._lock = threading.Lock()
+        #: set by :meth:`initialize`; peripherals made later belong to another configuration
+        self.initialized = False
         self.register_property("Seed", default_value=0, limits=(0, 2**31 - 1), is_pre_init=True)
         self.register_property(
             "Specimen", default_value="tissue", allowed_values=SPECIMENS, is_pre_init=True
@@ -102,6 +105,7 @@ class SimScope(HubDevice):
     def initialize(self) -> None:
         """Build the virtual microscope from the settings."""
         _ = self.scope
+        self.initialized = True
 
     @property
     def scope(self) -> VirtualMicroscope:
@@ -150,7 +154,8 @@ class _Peripheral(Device):
 
     def _bind(self) -> None:
         hub = getattr(_LAST_HUB, "hub", None)
-        if hub is None:
+        # only a hub of the configuration being loaded: loaded, not yet initialised
+        if hub is None or not hub.get_label() or hub.initialized:
             raise HardwareError(
                 f"{type(self).__name__} needs a SimScope hub loaded before it "
                 "(#py pyDevice,Scope,simulators.devices,SimScope)"

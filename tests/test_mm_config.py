@@ -347,3 +347,21 @@ def test_every_writing_command_takes_dash_o() -> None:
         ["demo", "-o", "demo"],
     ):
         assert parser.parse_args(argv).out is not None, argv
+
+
+def test_configuration_without_a_camera_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simulators.core import simulator_config
+
+    cfg = tmp_path / "nocam.cfg"
+    cfg.write_text(simulator_config().replace("#py Property,Core,Camera,Camera\n", ""))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(TINY_PLAN)
+    assert main(["acquire", str(plan), "-o", str(tmp_path / "ds"), "--mm-config", str(cfg)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"deepscope: error: Micro-Manager configuration {cfg} sets no camera "
+        "(a 'Property,Core,Camera,LABEL' line)"
+    ]
+    assert not (tmp_path / "ds").exists()
