@@ -64,7 +64,7 @@ class RegistrationOptions(BaseModel):
         0.008, ge=0, description="lowest texture (std of the flat-fielded 100x field)"
     )
     min_focus_ratio: float = Field(
-        0.6, ge=0, description="lowest 100x/40x sharpness ratio on the 40x grid"
+        0.8, ge=0, description="lowest 100x/40x sharpness ratio on the 40x grid"
     )
     max_residual_px: float = Field(
         1.5, gt=0, description="largest RMS (40x px) between a field's own fit and the final"
