@@ -96,9 +96,16 @@ def dry_run(plan: AcquisitionPlan, scope: Scope, profile: MicroscopeProfile) -> 
     af = plan.autofocus
     focus_planes = int(af.range_um / af.step_um) + 1 if af.mode == "per_field" else 0
     tile_images = len(tiles) * (plan.tiles.z.slices + focus_planes)
-    target_images = len(centres) * (t.z.slices + focus_planes)
+    target_images = len(centres) * (t.z.slices * t.averages + focus_planes)
     exposure_s = (tile_images * plan.tiles.exposure_ms + target_images * t.exposure_ms) / 1000
     moves = len(path) - 1
+    if (ff := plan.flat_field) is not None:  # per objective: frames at full and half exposure
+        tile_images += 2 * ff.frames
+        target_images += 2 * ff.frames
+        exposure_s += 1.5 * ff.frames * (plan.tiles.exposure_ms + t.exposure_ms) / 1000
+        ff_xy = (ff.x_um, ff.y_um)
+        travel += 2 * (math.dist(path[len(tiles)], ff_xy) + math.dist(ff_xy, path[-1]))
+        moves += 4
     return DryRun(
         tiles=len(tiles),
         targets=len(centres),

@@ -11,7 +11,7 @@ Stages, each a directory under ``--out`` (default ``demo-output/``)::
     live/          live enhanced preview: side-by-side PNG + latency JSON  -> live
 
 A rerun continues where the last one stopped: finished acquisition fields, pairs and training
-epochs are kept, and a finished stage is not redone.
+steps are kept, and a finished stage is not redone.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -41,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepscope.demo")
 
 #: The demo's acquisition: 3x3 40x tiles (region and ROI set by :func:`demo_plan`), 100x
-#: z-stacks inside (16 by default), every field focused by a z scan.
+#: z-stacks inside (24 by default), two exposures averaged per 100x plane, blank frames of bare
+#: glass per objective for the flat field, every field focused by a z scan.
 DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
     "region": {"x_um": 0.0, "y_um": 0.0, "width_um": 150.0, "height_um": 150.0},
@@ -53,13 +55,17 @@ DEMO_PLAN: dict[str, Any] = {
         "seed": 1,
         "margin_um": 2.0,
         "exposure_ms": 10,
+        "averages": 2,
         "z": {"slices": 5, "step_um": 0.4},
     },
+    "flat_field": {"x_um": 0.0, "y_um": -300.0, "frames": 8},
     "autofocus": {"mode": "per_field", "range_um": 4.0, "step_um": 0.5},
     "serpentine": True,
     "retries": 2,
     "on_failure": "continue",
 }
+#: Train / validation / test fractions of the demo's fields: 24 fields give 8 test fields.
+DEMO_SPLIT = (0.5, 0.17, 0.33)
 
 
 @dataclass
@@ -95,16 +101,34 @@ def _bar(desc: str, unit: str) -> Any:
     return tqdm(desc=desc, unit=unit, leave=True, dynamic_ncols=True)
 
 
-def demo_plan(fields: int, roi: int) -> AcquisitionPlan:
-    """The demo's acquisition plan with *fields* 100x fields and a square camera ROI."""
+def glass_spot(seed: int, size_um: float, start_um: tuple[float, float]) -> tuple[float, float]:
+    """Centre of a *size_um* square of bare glass on the simulated slide, near *start_um*."""
+    from simulators.specimen import TissueSpecimen
+
+    specimen = TissueSpecimen(seed)
+    x0, y0 = start_um
+    for ring in range(40):
+        r = ring * size_um
+        for k in range(max(1, 8 * ring)):
+            angle = 2 * math.pi * k / max(1, 8 * ring)
+            x, y = x0 + r * math.cos(angle), y0 + r * math.sin(angle)
+            if specimen.tissue_fraction(x, y, 1.5 * size_um, 1.5 * size_um) == 0.0:
+                return round(x, 1), round(y, 1)
+    raise RuntimeError(f"no bare glass near {start_um} on slide seed {seed}")
+
+
+def demo_plan(fields: int, roi: int, seed: int = 0, tiles: int = 3) -> AcquisitionPlan:
+    """The demo's plan: *fields* 100x fields in *tiles* x *tiles* 40x tiles of a square ROI."""
     from acquire.plan import AcquisitionPlan
 
     raw = json.loads(json.dumps(DEMO_PLAN))
     raw["targets"]["count"] = fields
     raw["camera_roi"] = {"width": roi, "height": roi}
-    # a region that 3x3 40x tiles of this ROI cover (0.185 um/px, 15 % overlap)
-    side = round(0.98 * (1 + 2 * 0.85) * roi * 0.185, 1)
+    # a region that the 40x tiles of this ROI cover (0.185 um/px, 15 % overlap)
+    side = round(0.98 * (1 + (tiles - 1) * 0.85) * roi * 0.185, 1)
     raw["region"].update(width_um=side, height_um=side)
+    gx, gy = glass_spot(seed, roi * 0.185, (0.0, -2 * side))
+    raw["flat_field"].update(x_um=gx, y_um=gy)
     return AcquisitionPlan.from_dict(raw, source="demo plan")
 
 
@@ -162,7 +186,9 @@ def acquire_stage(out: Path, plan: AcquisitionPlan, seed: int) -> dict[str, Any]
     return summary.to_dict()
 
 
-def register_stage(out: Path, seed: int) -> dict[str, Any]:
+def register_stage(
+    out: Path, seed: int, split: tuple[float, float, float] = DEMO_SPLIT
+) -> dict[str, Any]:
     """Register the dataset into ``out/pairs`` unless that is already complete."""
     from model.registration import RegistrationOptions, register_dataset
 
@@ -179,36 +205,43 @@ def register_stage(out: Path, seed: int) -> dict[str, Any]:
 
     try:
         summary = register_dataset(
-            out / "dataset", pairs, RegistrationOptions(seed=seed), progress=progress
+            out / "dataset",
+            pairs,
+            RegistrationOptions(seed=seed, split=split),
+            progress=progress,
         )
     finally:
         bar.close()
     return summary.model_dump(mode="json")
 
 
-def train_stage(out: Path, epochs: int, seed: int) -> dict[str, Any]:
-    """Train (or resume training) into ``out/model``; returns the best validation scores."""
+def train_stage(out: Path, steps: int, seed: int, init: Path | None) -> dict[str, Any]:
+    """Fine-tune *init* (or train from scratch) into ``out/model``; best validation scores."""
     from model.training import train_model
-    from model.training.config import EpochMetrics, TrainConfig
+    from model.training.config import TrainConfig, ValMetrics
 
-    config = TrainConfig(epochs=epochs, seed=seed, batch_size=16, lr=1e-3, checkpoint_every=20)
-    bar = _bar("train", "epoch")
-    bar.total = epochs
+    config = TrainConfig(steps=steps, seed=seed, val_every=max(1, steps // 6))
+    bar = _bar("train", "step")
+    bar.total = steps
 
-    def progress(m: EpochMetrics) -> None:
-        bar.n = m.epoch
-        bar.set_postfix_str(f"loss={m.train_loss:.4g} val_ssim={m.val_ssim:.4f}")
+    def progress(m: ValMetrics) -> None:
+        bar.n = m.step
+        bar.set_postfix_str(f"loss={m.train_loss:.4g} val_psnr={m.val_psnr:.2f}")
 
     try:
-        result = train_model(out / "pairs", out / "model", config, progress=progress)
+        result = train_model(out / "pairs", out / "model", config, init=init, progress=progress)
     finally:
         bar.close()
     return {
-        "best_epoch": result.best_epoch,
+        "init": str(init) if init is not None else None,
+        "steps": result.steps,
+        "best_step": result.best_step,
         "val_ssim": round(result.best_val_ssim, 4),
         "val_psnr": round(result.best_val_psnr, 2),
         "bicubic_val_ssim": round(result.bicubic_val_ssim, 4),
         "bicubic_val_psnr": round(result.bicubic_val_psnr, 2),
+        "beats_bicubic": result.beats_bicubic,
+        "steps_per_second": round(result.steps_per_second, 2),
     }
 
 
@@ -296,16 +329,21 @@ def run_demo(
     out: Path,
     *,
     seed: int = 0,
-    fields: int = 16,
+    fields: int = 24,
     roi: int = 512,
-    epochs: int = 20,
+    steps: int = 150,
+    init: Path | None = None,
     live_seconds: float = 5.0,
     headless: bool = False,
 ) -> DemoResult:
-    """Run every stage on the simulator, resuming what a previous run left."""
+    """Run every stage on the simulator, resuming what a previous run left.
+
+    Training fine-tunes *init* (default: the reference model shipped with deepscope) for
+    *steps* steps on the demo's own pairs.
+    """
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
-    plan = demo_plan(fields, roi)
+    plan = demo_plan(fields, roi, seed)
     plan.to_file(out / "plan.yaml")
     stages: list[tuple[str, str, Stage]] = [
         (
@@ -319,7 +357,11 @@ def run_demo(
             lambda: acquire_stage(out, plan, seed),
         ),
         ("register", "2/5 registration and QC", lambda: register_stage(out, seed)),
-        ("train", "3/5 training", lambda: train_stage(out, epochs, seed)),
+        (
+            "train",
+            "3/5 training (fine-tuning the reference model)",
+            lambda: train_stage(out, steps, seed, init),
+        ),
         ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out)),
         ("live", "5/5 live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
     ]
@@ -353,6 +395,7 @@ def run_demo(
 def _run(args: argparse.Namespace) -> int:
     from acquire.backends import roi_from_option
     from deepscope.cli import emit_json
+    from model.store import reference_model_dir
 
     roi = roi_from_option(args.roi)
     if roi is None or roi.x is not None or roi.width != roi.height:
@@ -362,7 +405,8 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         fields=args.fields,
         roi=roi.width,
-        epochs=args.epochs,
+        steps=args.steps,
+        init=None if args.from_scratch else (args.init or reference_model_dir()),
         live_seconds=args.live_seconds,
         headless=args.headless,
     )
@@ -387,17 +431,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the whole pipeline on the simulated microscope",
         description=(
             "Simulated scope -> paired acquisition -> registration with QC -> training -> "
-            "evaluation (bicubic vs network vs self-fed) -> live enhanced preview. Rerunning "
-            "resumes: finished fields, pairs and epochs are kept."
+            "evaluation (bicubic, classical baselines, network) -> live enhanced preview. "
+            "Rerunning resumes: finished fields, pairs and training steps are kept."
         ),
     )
     p.add_argument(
         "-o", "--out", default="demo-output", help="output directory (default: %(default)s)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the slide and the splits")
-    p.add_argument("--fields", type=int, default=16, help="100x fields to acquire (default: 16)")
+    p.add_argument(
+        "--fields", type=int, default=24, help="100x fields to acquire (default: %(default)s)"
+    )
     add_roi_option(p, default=[512])
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    p.add_argument(
+        "--steps", type=int, default=150, help="fine-tuning steps (default: %(default)s)"
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="MODEL",
+        help="model to fine-tune (default: the reference model shipped with deepscope)",
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="train a new network instead of fine-tuning"
+    )
     p.add_argument(
         "--live-seconds", type=float, default=5.0, help="length of the live preview (default: 5)"
     )
