@@ -36,7 +36,7 @@ from model.training.metrics import ssim_psnr
 CLASSICAL = ("bicubic", "gaussian", "richardson_lucy", "wiener")
 #: Search grids: Gaussian sigma (100x pixels), RL iterations, Wiener balance.
 SIGMAS_PX = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
-RL_ITERATIONS = (1, 2, 3, 5, 8, 13, 20)
+RL_ITERATIONS = (1, 2, 4, 8, 16, 32)
 WIENER_BALANCES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 #: Camera wavelengths (um) of RGB channels; mono images use the green one.
 RGB_WAVELENGTHS_UM = (0.65, 0.55, 0.45)
@@ -100,10 +100,10 @@ def psf_on_grid(
 
     The Airy pattern of the effective NA is integrated over a square camera pixel of *pixel_um*
     (the input's pixel size at the specimen) on a grid *oversample* times finer, then averaged
-    over output pixels. The support reaches ``3 wavelength / NA`` (about five Airy radii).
+    over output pixels. The support reaches ``2 wavelength / NA`` (about 97 % of the energy).
     """
     na = optics.effective_na
-    half = math.ceil(3.0 * wavelength_um / na / pitch_um)
+    half = math.ceil(2.0 * wavelength_um / na / pitch_um)
     n = (2 * half + 1) * oversample
     fine = pitch_um / oversample
     r = (np.arange(n) - (n - 1) / 2) * fine

@@ -151,10 +151,13 @@ def region_row(
     return RegionRow(pair_id, lr, images, refs["target"], refs.get("truth"), captions)
 
 
-def _gains(
+def gains_and_best(
     per_field: list[dict[str, Score]], means: dict[str, float], seed: int
 ) -> tuple[list[Gain], dict[str, str]]:
-    """Gains of every other method over bicubic and over the best classical method."""
+    """Gains over bicubic and over the best classical method; the best per metric.
+
+    *means* are ``{method}_{metric}`` means of *per_field* (method -> score per field).
+    """
     gains, best = [], {}
     for metric in METRICS:
         top = max(CLASSICAL, key=lambda m: means[f"{m}_{metric}"])
@@ -176,7 +179,8 @@ def _intervals(per_field: list[dict[str, Score]], seed: int) -> dict[str, Interv
     }
 
 
-def _shortfalls(ref: str, means: dict[str, float], best: dict[str, str]) -> list[str]:
+def network_shortfalls(ref: str, means: dict[str, float], best: dict[str, str]) -> list[str]:
+    """One line per metric on which the network's mean does not beat the best classical one."""
     out = []
     for metric in METRICS:
         net, top = means[f"network_{metric}"], means[f"{best[metric]}_{metric}"]
@@ -285,8 +289,8 @@ def evaluate_model(
     gains, best, shortfalls = {}, {}, []
     for ref, pf in by_ref.items():
         means = {k: iv.mean for k, iv in intervals[ref].items()}
-        gains[ref], best[ref] = _gains(pf, means, seed)
-        shortfalls += _shortfalls(ref, means, best[ref])
+        gains[ref], best[ref] = gains_and_best(pf, means, seed)
+        shortfalls += network_shortfalls(ref, means, best[ref])
     for line in shortfalls:
         log.warning("network does not beat the baselines: %s", line)
     report = EvaluationReport(
