@@ -55,6 +55,7 @@ def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_fields() -> 
     assert bootstrap_mean([0.5, 0.5, 0.5]).low == 0.5  # no spread, no width
     one = bootstrap_mean([0.7])
     assert (one.mean, one.low, one.high, one.n) == (0.7, None, None, 1)
+    assert bootstrap_mean([30.0, float("inf")]).low is None  # PSNR of an exact copy
 
 
 def test_truth_on_simulator_pairs(sim_pairs: Path, model_dir: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Evaluation on the test fields: every method against the 100x target and the noise-free truth.
 
 Methods: bicubic; the classical baselines of :mod:`model.training.baselines` (bicubic +
-Gaussian, Richardson-Lucy and Wiener deconvolution), each tuned on the validation fields; the
+Gaussian, Richardson-Lucy and Wiener deconvolution), each tuned on the validation fields after a
+per-channel gain and offset fitted there (the intensity difference the network learns too); the
 network; and "network x2", which feeds the network output (on the 100x grid) back into the
 network, as in Supplementary Table 1 of Rivenson et al. (2017), then area-averages (OpenCV
 ``INTER_AREA``) the result, on a grid 2.5x finer than 100x, back onto the 100x grid.
@@ -9,12 +10,13 @@ network, as in Supplementary Table 1 of Rivenson et al. (2017), then area-averag
 Each method is scored per test field (SSIM and PSNR, the pairs' white level as data range; see
 :mod:`model.training.metrics`) against the 100x target and, where the truth is known (simulated
 pairs, :mod:`model.training.truth`), against the noise-free 100x image at the true pose, which
-does not reward smoothing the target's noise away. Means carry BCa bootstrap 95 % intervals over
-fields, and so does each method's per-field gain over bicubic and over the best classical
-baseline (the classical method with the highest mean on that metric). When the network does not
-beat the best classical baseline on both metrics (against every reference scored), the report
-says so in ``beats_baselines`` and a warning goes to stderr. Inference runs through
-:class:`model.inference.engine.Enhancer` in fp32, as ``deepscope enhance`` does.
+does not reward smoothing the target's noise away; the baselines scored against the truth are
+tuned on the validation fields' truth when it is known. Means carry BCa bootstrap 95 %
+intervals over fields, and so does each method's per-field gain over bicubic and over the best
+classical baseline (the classical method with the highest mean on that metric). When the
+network does not beat the best classical baseline on both metrics (against every reference
+scored), the report says so in ``beats_baselines`` and a warning goes to stderr. Inference runs
+through :class:`model.inference.engine.Enhancer` in fp32, as ``deepscope enhance`` does.
 """
 
 from __future__ import annotations

@@ -47,14 +47,14 @@ def bootstrap_mean(values: Sequence[float], *, seed: int = 0, confidence: float 
     """Mean of per-field *values* with a BCa bootstrap interval (``scipy.stats.bootstrap``).
 
     Fields are the resampled unit (9999 resamples, seeded). Identical values give a zero-width
-    interval; a single value gives none.
+    interval; a single value, or an infinite one (PSNR of an exact copy), gives none.
     """
     v = np.asarray(values, dtype=np.float64)
-    if v.size == 0 or not np.all(np.isfinite(v)):
-        raise ValueError(f"bootstrap_mean needs finite values, got {v.tolist()}")
+    if v.size == 0:
+        raise ValueError("bootstrap_mean needs at least one value")
     mean = float(v.mean())
-    if v.size < 2:
-        return Interval(mean, None, None, 1)
+    if v.size < 2 or not np.all(np.isfinite(v)):
+        return Interval(mean, None, None, int(v.size))
     if np.ptp(v) == 0:
         return Interval(mean, mean, mean, int(v.size))
     res = bootstrap(
