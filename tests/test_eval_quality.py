@@ -149,7 +149,7 @@ def test_training_on_simulator_beats_bicubic(
 ) -> None:
     pairs = write_sim_pairs(tmp_path / "pairs", n_train=4, n_val=2, n_test=2)
     cfg = TrainConfig(
-        epochs=3, batch_size=16, patch_size=24, lr=2e-3, base_channels=8, num_blocks=2
+        steps=120, val_every=40, batch_size=8, patch_size=24, lr=2e-3, base_channels=8, num_blocks=2
     )
     result = train_model(pairs, tmp_path / "m", cfg)
     assert result.best_val_ssim > result.bicubic_val_ssim
