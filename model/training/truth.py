@@ -42,7 +42,8 @@ def truth_image(
 ) -> np.ndarray | None:
     """The truth of *pair* as a ``(y, x, c)`` float image the shape of *target*, or ``None``.
 
-    A z-stack is collapsed as the target was (EDOF or best-focus slice).
+    A z-stack is collapsed as the target was (EDOF or best-focus slice), and the intensity match
+    registration applied to the target (``Pair.intensity``) is applied to it too.
     """
     stack = source(pair, (target.shape[0], target.shape[1]))
     if stack is None:
@@ -55,6 +56,10 @@ def truth_image(
             f"pair {pair.pair_id}: truth {stack.shape} does not match its target {target.shape}"
         )
     image, _ = collapse_stack(stack, edof)
+    if pair.intensity is not None:
+        image = apply_linear(
+            image, list(zip(pair.intensity.gain, pair.intensity.offset, strict=True))
+        )
     return image
 
 
