@@ -27,8 +27,9 @@ from PySide6.QtWidgets import (
 )
 
 from deepscope.errors import DeepscopeError
-from gui.display import auto_levels, display_window, downsample, to_gray
+from gui.display import auto_levels, downsample, to_gray
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
+from model.inference.view import display_window
 
 if TYPE_CHECKING:
     from acquire.live.frames import LiveFrame, LiveStats
@@ -82,7 +83,8 @@ class ImagePane:
             )
         view_px = int(max(self.view.width(), self.view.height()))
         screen_px = min(max_px, view_px) if view_px >= 16 else max_px
-        y0, y1, x0, x1, factor = display_window(h, w, visible, screen_px)
+        win = display_window(h, w, visible, screen_px)
+        y0, y1, x0, x1, factor = win.y0, win.y1, win.x0, win.x1, win.factor
         shown = downsample(image[y0:y1, x0:x1], factor)
         shown = to_gray(shown) if gray else (shown[..., 0] if shown.shape[-1] == 1 else shown)
         levels = auto_levels(shown) if auto else self.item.getLevels()

@@ -110,7 +110,6 @@ def run_enhance(args: argparse.Namespace) -> int:
         precision=args.precision,
         tile=args.tile,
         overlap=args.overlap,
-        progress=True,
     )
     log.info("enhancing %d file(s) with %s", len(targets), enhancer.describe())
     written = []
