@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from deepscope.errors import InputError
 from model.config import ModelConfig
@@ -61,6 +62,9 @@ DEFAULT_BATCH = {"cuda": 4, "cpu": 1}
 MEMORY_SHARE = 0.7
 #: Frame shapes whose buffers (and graphs) are kept; the oldest is dropped beyond this.
 MAX_SHAPES = 2
+#: Profiler range around the work that runs on the device (queued on CUDA, done on the CPU);
+#: what lies outside it per frame is host work (``bench/bench_live.py --host-overhead``).
+DEVICE_WORK = "deepscope.device_work"
 #: Allowed relative difference between the camera's and the model's input pixel size.
 PIXEL_SIZE_TOLERANCE = 0.02
 
@@ -570,11 +574,15 @@ class Enhancer:
         ):
             return self.net(x)
 
-    def _upload(self, plan: _Plan, slot: _Slot, frame: np.ndarray) -> torch.Tensor:
-        """Copy *frame* into the slot's staging buffer and onto the device; ``(h, w, c)``."""
+    @staticmethod
+    def _stage(slot: _Slot, frame: np.ndarray) -> None:
+        """Copy *frame* into the slot's staging buffer (host work: the caller may reuse it)."""
         if slot.uploaded is not None:
             slot.uploaded.synchronize()  # the previous upload from this buffer is done
-        slot.staging.copy_(torch.from_numpy(frame))
+        np.copyto(slot.staging.numpy(), frame)  # one memcpy thread: no contention with torch
+
+    def _upload(self, slot: _Slot) -> torch.Tensor:
+        """The staged frame on the device, ``(h, w, c)`` (queued on the upload stream)."""
         if slot.frame is None or self._up_stream is None:
             return slot.staging
         compute = torch.cuda.current_stream(self.device)
@@ -622,27 +630,32 @@ class Enhancer:
         h, w, c = frame.shape
         plan = self._plan((h, w, c), _TORCH_DTYPES[frame.dtype])
         slot = plan.slot()
-        src = self._upload(plan, slot, frame)
-        compute = torch.cuda.current_stream(self.device) if self._is_cuda else None
-        if compute is not None and slot.released is not None:
-            compute.wait_event(slot.released)  # downloads of this slot's last frame are done
-        self._normalise(plan, src.permute(2, 0, 1).unsqueeze(0))
-        if slot.consumed is not None:
-            slot.consumed.record(compute)
-        self._infer(plan, slot.out)
-        if self_feed:
-            back = F.interpolate(slot.out, size=(h, w), mode="bilinear", antialias=True)
-            self._normalise(plan, back)
-            self._infer(plan, slot.out)
+        self._stage(slot, frame)
         results: list[torch.Tensor] = []
         window = None
-        if full:
-            results.append(_cast(slot.out, out_dtype))
-        if view is not None:
-            oh, ow = slot.out.shape[2:]
-            window = display_window(oh, ow, view.scaled(self.scale), view.screen_px)
-            results.append(self._reduce(slot.out, window, out_dtype))
-        hosts, done = self._download(results, slot)
+        with record_function(DEVICE_WORK):
+            src = self._upload(slot)
+            compute = torch.cuda.current_stream(self.device) if self._is_cuda else None
+            if compute is not None and slot.released is not None:
+                compute.wait_event(slot.released)  # this slot's last downloads are done
+            self._normalise(plan, src.permute(2, 0, 1).unsqueeze(0))
+            if slot.consumed is not None:
+                slot.consumed.record(compute)
+            self._infer(plan, slot.out)
+            if self_feed:
+                back = F.interpolate(slot.out, size=(h, w), mode="bilinear", antialias=True)
+                self._normalise(plan, back)
+                self._infer(plan, slot.out)
+            if full:
+                results.append(_cast(slot.out, out_dtype))
+            if view is not None:
+                oh, ow = slot.out.shape[2:]
+                window = display_window(oh, ow, view.scaled(self.scale), view.screen_px)
+                results.append(self._reduce(slot.out, window, out_dtype))
+        hwc = [r[0].permute(1, 2, 0) for r in results]
+        hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=self._is_cuda) for t in hwc]
+        with record_function(DEVICE_WORK):
+            done = self._download(hwc, hosts, slot)
 
         def finish() -> Output:
             if done is not None:
@@ -666,26 +679,24 @@ class Enhancer:
         return _cast(reduced, dtype)
 
     def _download(
-        self, results: list[torch.Tensor], slot: _Slot
-    ) -> tuple[list[torch.Tensor], torch.cuda.Event | None]:
-        """Copy ``(1, c, Y, X)`` device tensors into new host ``(Y, X, c)`` tensors.
+        self, results: list[torch.Tensor], hosts: list[torch.Tensor], slot: _Slot
+    ) -> torch.cuda.Event | None:
+        """Copy device ``(Y, X, c)`` tensors into the host tensors *hosts*.
 
-        On CUDA the copies are queued on the download stream into pinned memory (from the
+        On CUDA the copies are queued on the download stream (into pinned memory from the
         caching host allocator) and an event to wait on is returned.
         """
-        hwc = [r[0].permute(1, 2, 0) for r in results]
-        hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=self._is_cuda) for t in hwc]
         if self._down_stream is None:
-            for host, t in zip(hosts, hwc, strict=True):
+            for host, t in zip(hosts, results, strict=True):
                 host.copy_(t)
-            return hosts, None
+            return None
         assert slot.released is not None
         self._down_stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._down_stream):
-            for host, t in zip(hosts, hwc, strict=True):
+            for host, t in zip(hosts, results, strict=True):
                 host.copy_(t, non_blocking=True)
                 t.record_stream(self._down_stream)
             slot.released.record()
             done = torch.cuda.Event()
             done.record()
-        return hosts, done
+        return done
