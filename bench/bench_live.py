@@ -17,8 +17,15 @@ RGB and a 1024 px view comes out (``--output full`` downloads the full frame as 
 fps (two frames in flight, as the live worker runs), p50/p99 latency (one frame at a time), and
 achieved TFLOP/s against the roofline of :mod:`model.inference.cost`.
 
+Third, ``--soak S``: live mode through the real pipeline (:class:`LivePipeline`) fed by a
+replayed 2048x2048 camera (:class:`acquire.live.sources.ReplaySource`) at ``--fps``, then
+optionally ``--record-seconds`` with every raw frame recorded: camera blocks, drops, latency,
+recorded frames lost, memory growth.
+
     python bench/bench_live.py --host-overhead --size 2048 --frames 10
     python bench/bench_live.py --device cuda --sizes 2048 --frames 200 --out live.json
+    python bench/bench_live.py --device cuda --soak 60 --fps 100 --record-seconds 10 \
+        --record-dir /dev/shm --out soak.json
 """
 
 from __future__ import annotations
@@ -226,6 +233,80 @@ def live_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Live mode through the real pipeline, fed by a replayed camera at ``--fps``.
+
+    The display path (a 1024 px view, no full-resolution download) runs for ``--soak``
+    seconds; then, with ``--record-seconds``, every raw frame is recorded for that long (to
+    ``--record-dir``) and the files written are counted against the frames offered.
+    """
+    import tempfile
+
+    from acquire.live.pipeline import LivePipeline
+    from acquire.live.sources import ReplaySource
+    from simulators import make_core
+
+    device = resolve_device(args.device)
+    net, config = paper_model()
+    enhancer = Enhancer(net, config, device=device, cuda_graphs=device.type == "cuda")
+    frames = [camera_frame(args.size) + i for i in range(4)]  # distinct frames, same shape
+    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x"}
+    meta |= {"pixel_size_um": 0.185, "exposure_ms": 1.0}
+    core = make_core(seed=0, sensor=(args.size, args.size))  # pixel size for the recorder
+    phases: dict[str, Any] = {}
+    plan = [("display", args.soak, False)]
+    if args.record_seconds > 0:
+        plan.append(("record", args.record_seconds, True))
+    for name, seconds, record in plan:
+        with tempfile.TemporaryDirectory(dir=args.record_dir) as tmp:
+            record_dir = Path(tmp) / "rec" if record else None
+            pipe = LivePipeline(
+                core,
+                enhancer,
+                camera=False,
+                full_output=False,
+                record_dir=record_dir,
+                record_budget_mb=args.record_budget_mb,
+            )
+            pipe.set_view(ViewRequest(0, 0, args.size, args.size, 1024))
+            pipe.start()
+            source = ReplaySource(frames, args.fps, pipe.submit, meta)
+            rss0 = rss_mb()
+            source.start()
+            time.sleep(seconds)
+            source.stop()
+            try:
+                stats = pipe.stop(timeout=120.0).as_dict()
+                error = None
+            except Exception as exc:  # a recording overflow is a result here
+                stats, error = pipe.stats().as_dict(), f"{type(exc).__name__}: {exc}"
+            written = len(list((record_dir / "raw").glob("*.ome.tif"))) if record_dir else None
+        phases[name] = {
+            "seconds": seconds,
+            "replay_fps_target": args.fps,
+            "frames_offered": source.sent,
+            "camera_blocked": source.blocked,
+            "max_submit_ms": round(source.max_submit_ms, 3),
+            "max_replay_lag_ms": round(source.max_lag_ms, 3),
+            "replay_error": None if source.error is None else repr(source.error),
+            "pipeline_error": error,
+            "rss_mb_growth": round(rss_mb() - rss0, 1),
+            "frames_written": written,
+            "recorded_frames_lost": None if written is None else source.sent - written,
+            **stats,
+        }
+        print(name, phases[name], file=sys.stderr, flush=True)
+    return {"size": args.size, "enhancer": enhancer.describe(), "phases": phases, **machine()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host-overhead", action="store_true", help="the stand-in host measurement")
@@ -239,12 +320,19 @@ def main() -> None:
     p.add_argument("--output", choices=["view", "full"], default="view")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--soak", type=float, default=0.0, metavar="S", help="replayed live soak")
+    p.add_argument("--fps", type=float, default=100.0, help="replay rate of --soak")
+    p.add_argument("--record-seconds", type=float, default=0.0, help="then record this long")
+    p.add_argument("--record-dir", type=Path, default=None, help="where --soak records")
+    p.add_argument("--record-budget-mb", type=float, default=8192.0)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.host_overhead:
         args.device = str(resolve_device(args.device))
         results = host_overhead(args)
+    elif args.soak > 0:
+        results = soak(args)
     else:
         results = live_benchmark(args)
     text = json.dumps(results, indent=2)
