@@ -41,6 +41,9 @@ STOP_TIMEOUT_S = 120.0
 
 OBJECTIVE_GROUP = "Objective"
 
+#: Shortest interval between two statistics updates while live.
+STATS_INTERVAL_S = 0.25
+
 #: The view asked for before the panel knows its geometry: the whole frame, 1024 px on screen.
 WHOLE_FRAME = ViewRequest(0.0, 0.0, 1e9, 1e9, 1024)
 
@@ -108,6 +111,8 @@ class LiveController(QObject):
         self._pipeline: LivePipeline | None = None
         self._last_raw = -1
         self._last_enhanced = -1
+        self._last_stage: StageState | None = None
+        self._last_stats_s = 0.0
         self._snap_task: BackgroundTask | None = None
         self._snap_count = 0
         self._read_meta = FrameMetaReader(core)  # the same read-back live frames carry
@@ -144,6 +149,7 @@ class LiveController(QObject):
         pipeline.start()
         self._pipeline = pipeline
         self._last_raw = self._last_enhanced = -1
+        self._last_stage = None
         self._timer.start()
         self.running_changed.emit(True)
 
@@ -185,7 +191,10 @@ class LiveController(QObject):
             self._last_raw = raw.index
             self.current = raw
             self.raw_ready.emit(raw)
-            self.stage_changed.emit(self._stage_from_meta(raw.meta))
+            stage = self._stage_from_meta(raw.meta)
+            if stage != self._last_stage:
+                self._last_stage = stage
+                self.stage_changed.emit(stage)
         done = pipeline.latest()
         if done is not None and done.ready_s is not None and done.index != self._last_enhanced:
             self._last_enhanced = done.index
@@ -193,7 +202,10 @@ class LiveController(QObject):
             self.enhanced_ready.emit(done)
         stats = pipeline.stats()
         self._set_paused(stats.paused)
-        self.stats_changed.emit(stats)
+        now = time.perf_counter()
+        if now - self._last_stats_s >= STATS_INTERVAL_S:  # read-outs need not follow each frame
+            self._last_stats_s = now
+            self.stats_changed.emit(stats)
 
     def _set_paused(self, reason: str | None) -> None:
         if reason != self.paused:
