@@ -176,11 +176,12 @@ class _GraphRunner:
 
 
 class _Slot:
-    """Buffers of one frame in flight: staging, device frame and enhanced output.
+    """Buffers of one frame in flight: staging, device frame and (on CUDA) enhanced output.
 
     Events (CUDA only) order the reuse: ``uploaded`` (the staging buffer may be refilled),
     ``consumed`` (the device frame has been read), ``released`` (the output has been read by
-    every download).
+    every download). On the CPU the staging buffer is the device frame and each frame gets a
+    new output tensor, which becomes the result (no copy, no second full-size buffer).
     """
 
     def __init__(
@@ -191,17 +192,30 @@ class _Slot:
         out_shape: tuple[int, int, int, int],
     ) -> None:
         cuda = device.type == "cuda"
+        self.device = device
+        self.out_shape = out_shape
         self.staging = torch.empty(frame_shape, dtype=frame_dtype, pin_memory=cuda)
         self.frame = torch.empty(frame_shape, dtype=frame_dtype, device=device) if cuda else None
-        self.out = torch.empty(
-            out_shape, dtype=torch.float32, device=device, memory_format=torch.channels_last
-        )
+        self.out = self.new_out() if cuda else None
         self.uploaded = torch.cuda.Event() if cuda else None
         self.consumed = torch.cuda.Event() if cuda else None
         self.released = torch.cuda.Event() if cuda else None
         for event in (self.uploaded, self.consumed, self.released):
             if event is not None:  # recorded once so the first wait returns at once
                 event.record(torch.cuda.current_stream(device))
+
+    def new_out(self) -> torch.Tensor:
+        """A float32 ``channels_last`` output tensor of this slot's shape."""
+        return torch.empty(
+            self.out_shape,
+            dtype=torch.float32,
+            device=self.device,
+            memory_format=torch.channels_last,
+        )
+
+    def output(self) -> torch.Tensor:
+        """Where this frame's output goes: the reused buffer (CUDA) or a new tensor (CPU)."""
+        return self.out if self.out is not None else self.new_out()
 
 
 class _Plan:
@@ -232,11 +246,12 @@ class _Plan:
         self.x = torch.empty(
             (1, c, h, w), dtype=torch.float32, device=dev, memory_format=torch.channels_last
         )
-        self.slots = [_Slot(dev, frame_shape, frame_dtype, (1, c, oh, ow)) for _ in range(2)]
+        n_slots = 2 if dev.type == "cuda" else 1  # the CPU finishes a frame before the next
+        self.slots = [_Slot(dev, frame_shape, frame_dtype, (1, c, oh, ow)) for _ in range(n_slots)]
         self.next_slot = 0
 
     def slot(self) -> _Slot:
-        """The next slot of the ring (two frames may be in flight)."""
+        """The next slot of the ring (on CUDA two frames may be in flight)."""
         s = self.slots[self.next_slot]
         self.next_slot = (self.next_slot + 1) % len(self.slots)
         return s
@@ -641,21 +656,19 @@ class Enhancer:
             self._normalise(plan, src.permute(2, 0, 1).unsqueeze(0))
             if slot.consumed is not None:
                 slot.consumed.record(compute)
-            self._infer(plan, slot.out)
+            out = slot.output()
+            self._infer(plan, out)
             if self_feed:
-                back = F.interpolate(slot.out, size=(h, w), mode="bilinear", antialias=True)
+                back = F.interpolate(out, size=(h, w), mode="bilinear", antialias=True)
                 self._normalise(plan, back)
-                self._infer(plan, slot.out)
+                self._infer(plan, out)
             if full:
-                results.append(_cast(slot.out, out_dtype))
+                results.append(_cast(out, out_dtype))
             if view is not None:
-                oh, ow = slot.out.shape[2:]
+                oh, ow = out.shape[2:]
                 window = display_window(oh, ow, view.scaled(self.scale), view.screen_px)
-                results.append(self._reduce(slot.out, window, out_dtype))
-        hwc = [r[0].permute(1, 2, 0) for r in results]
-        hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=self._is_cuda) for t in hwc]
-        with record_function(DEVICE_WORK):
-            done = self._download(hwc, hosts, slot)
+                results.append(self._reduce(out, window, out_dtype))
+        hosts, done = self._download([r[0].permute(1, 2, 0) for r in results], slot)
 
         def finish() -> Output:
             if done is not None:
@@ -679,24 +692,25 @@ class Enhancer:
         return _cast(reduced, dtype)
 
     def _download(
-        self, results: list[torch.Tensor], hosts: list[torch.Tensor], slot: _Slot
-    ) -> torch.cuda.Event | None:
-        """Copy device ``(Y, X, c)`` tensors into the host tensors *hosts*.
+        self, results: list[torch.Tensor], slot: _Slot
+    ) -> tuple[list[torch.Tensor], torch.cuda.Event | None]:
+        """Host tensors with the device ``(Y, X, c)`` tensors *results*, and an event to wait on.
 
-        On CUDA the copies are queued on the download stream (into pinned memory from the
-        caching host allocator) and an event to wait on is returned.
+        On CUDA the copies go into pinned memory from the caching host allocator, queued on the
+        download stream; on the CPU the results are already on the host (made contiguous).
         """
         if self._down_stream is None:
-            for host, t in zip(hosts, results, strict=True):
-                host.copy_(t)
-            return None
+            with record_function(DEVICE_WORK):
+                return [t.contiguous() for t in results], None
+        hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in results]
         assert slot.released is not None
-        self._down_stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self._down_stream):
+        compute = torch.cuda.current_stream(self.device)
+        with record_function(DEVICE_WORK), torch.cuda.stream(self._down_stream):
+            self._down_stream.wait_stream(compute)
             for host, t in zip(hosts, results, strict=True):
                 host.copy_(t, non_blocking=True)
                 t.record_stream(self._down_stream)
             slot.released.record()
             done = torch.cuda.Event()
             done.record()
-        return done
+        return hosts, done
