@@ -334,7 +334,7 @@ class Enhancer:
         self._up_stream = torch.cuda.Stream(self.device) if self._is_cuda else None
         self._down_stream = torch.cuda.Stream(self.device) if self._is_cuda else None
         self._plans: OrderedDict[tuple[int, int, int, torch.dtype], _Plan] = OrderedDict()
-        self._shrunk: dict[tuple[int, int], int] = {}  # frame shape -> tile after running out
+        self._tile_of: dict[tuple[int, int], int] = {}  # frame shape -> tile (see tile_for)
         self._lock = threading.Lock()
 
     def _vector(self, values: tuple[float, ...], name: str) -> torch.Tensor:
@@ -391,10 +391,18 @@ class Enhancer:
         return pixel_size_mismatch(self.config, pixel_size_um)
 
     def tile_for(self, height: int, width: int) -> int:
-        """Tile edge used for a ``height x width`` frame (the whole frame: its longer side)."""
-        shrunk = self._shrunk.get((height, width))
-        if shrunk is not None:
-            return shrunk
+        """Tile edge used for a ``height x width`` frame (the whole frame: its longer side).
+
+        Decided once per frame shape (on CUDA from the free device memory at that moment),
+        then kept; running out of memory halves it.
+        """
+        key = (height, width)
+        tile = self._tile_of.get(key)
+        if tile is None:
+            tile = self._tile_of[key] = self._choose_tile(height, width)
+        return tile
+
+    def _choose_tile(self, height: int, width: int) -> int:
         if self.fixed_tile is not None:
             return self.fixed_tile
         if not self._is_cuda:
@@ -517,7 +525,7 @@ class Enhancer:
                         tile,
                         smaller,
                     )
-                    self._shrunk[(h, w)] = smaller
+                    self._tile_of[(h, w)] = smaller
                     self._drop_plans()
 
     # --------------------------------------------------------------- internals
