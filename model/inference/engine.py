@@ -180,8 +180,9 @@ class _Slot:
 
     Events (CUDA only) order the reuse: ``uploaded`` (the staging buffer may be refilled),
     ``consumed`` (the device frame has been read), ``released`` (the output has been read by
-    every download). On the CPU the staging buffer is the device frame and each frame gets a
-    new output tensor, which becomes the result (no copy, no second full-size buffer).
+    every download). On the CPU the staging buffer is the device frame, and a frame whose full
+    output is asked for gets a new output tensor, which becomes the result (no copy, no second
+    full-size buffer); view-only frames (live display) reuse one output buffer.
     """
 
     def __init__(
@@ -213,9 +214,13 @@ class _Slot:
             memory_format=torch.channels_last,
         )
 
-    def output(self) -> torch.Tensor:
-        """Where this frame's output goes: the reused buffer (CUDA) or a new tensor (CPU)."""
-        return self.out if self.out is not None else self.new_out()
+    def output(self, *, reuse: bool) -> torch.Tensor:
+        """Where this frame's output goes: the slot's buffer, or a new tensor (not *reuse*)."""
+        if not reuse:
+            return self.new_out()
+        if self.out is None:
+            self.out = self.new_out()
+        return self.out
 
 
 class _Plan:
@@ -664,7 +669,7 @@ class Enhancer:
             self._normalise(plan, src.permute(2, 0, 1).unsqueeze(0))
             if slot.consumed is not None:
                 slot.consumed.record(compute)
-            out = slot.output()
+            out = slot.output(reuse=self._is_cuda or not full)
             self._infer(plan, out)
             if self_feed:
                 back = F.interpolate(out, size=(h, w), mode="bilinear", antialias=True)
