@@ -65,7 +65,11 @@ def rate(times: deque[float], window_s: float) -> float | None:
 
 
 class ImagePane:
-    """One image in a view box with its own title and histogram/LUT, drawn at screen resolution.
+    """One image in a view box with a title, histogram/LUT and a status line, at screen resolution.
+
+    The status line (frame rate, age, why enhancement is paused) is drawn over the view's
+    corner, so its changing text never changes the layout (two linked aspect-locked views
+    whose sizes differ by a pixel would keep widening each other's range).
 
     Only the part of the frame inside the view is drawn, reduced to about one frame pixel per
     screen pixel: a zoomed-out view of a large frame costs little, a zoomed-in view shows every
@@ -76,6 +80,9 @@ class ImagePane:
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str) -> None:
         self.view = pg.ViewBox(lockAspect=True, invertY=True, name=title)
         self.title = layout.addLabel(title, row=row, col=col, colspan=2)
+        self.info = pg.TextItem(anchor=(0, 0), color="#e0e0e0", fill=(0, 0, 0, 160))
+        self.info.setParentItem(self.view)  # view (not data) coordinates: a fixed corner
+        self.info.setPos(4, 4)
         layout.addItem(self.view, row=row + 1, col=col)
         self.item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.item)
@@ -224,7 +231,7 @@ class LivePanel(QWidget):
         layout = QHBoxLayout(self)
         layout.addWidget(self.graphics, stretch=1)
         side_widget = QWidget()
-        side_widget.setMaximumWidth(380)
+        side_widget.setFixedWidth(380)  # read-outs that change length do not resize the views
         side = QVBoxLayout(side_widget)
         side.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(side_widget)
@@ -416,11 +423,11 @@ class LivePanel(QWidget):
     def show_paused(self, reason: str | None) -> None:
         """Say why enhancement is paused (e.g. another objective), or that it runs again."""
         if reason is None:
-            self.enhanced_pane.title.setText("enhanced")
+            self.enhanced_pane.info.setText("", color="#e0e0e0")
             self.status.setText("enhancement resumed")
             return
         self.enhanced_pane.clear()
-        self.enhanced_pane.title.setText("enhancement paused", color="#ff6040")
+        self.enhanced_pane.info.setText(f"enhancement paused:\n{reason}", color="#ff6040")
         self.status.setText(f"enhancement paused: {reason}")
 
     def _refresh_histograms(self) -> None:
@@ -460,17 +467,16 @@ class LivePanel(QWidget):
         raw_fps = _fmt(rate(self.raw_pane.draws, 1.0), ".1f")
         r["camera / raw view fps"].setText(f"{_fmt(stats.camera_fps, '.1f')} / {raw_fps}")
         objective = self.readouts["objective"].text()
-        name = f"raw {objective}" if objective != "-" else "raw"
-        self.raw_pane.title.setText(f"{name}: {raw_fps} fps")
-        enhanced_fps = rate(self.enhanced_pane.draws, 10.0)  # networks on a CPU are slow
+        self.raw_pane.info.setText(f"{objective if objective != '-' else 'raw'}: {raw_fps} fps")
+        enhanced_fps = rate(self.enhanced_pane.draws, 30.0)  # networks on a CPU are slow
         model_fps = _fmt(stats.inference_fps, ".1f")
         r["model / enhanced view fps"].setText(f"{model_fps} / {_fmt(enhanced_fps, '.1f')}")
         done = self.controller.enhanced
         age = None if done is None else 1e3 * (time.perf_counter() - done.arrival_s)
         r["enhanced age"].setText(_fmt(age, ".0f") + " ms")
         if stats.paused is None:
-            self.enhanced_pane.title.setText(
-                f"enhanced: {_fmt(enhanced_fps, '.1f')} fps, age {_fmt(age, '.0f')} ms"
+            self.enhanced_pane.info.setText(
+                f"{_fmt(enhanced_fps, '.1f')} fps, age {_fmt(age, '.0f')} ms", color="#e0e0e0"
             )
         p50, p99 = _fmt(stats.latency_p50_ms, ".0f"), _fmt(stats.latency_p99_ms, ".0f")
         r["latency p50/p99"].setText(f"{p50} / {p99} ms")
