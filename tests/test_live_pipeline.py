@@ -17,6 +17,7 @@ import torch
 from acquire.live.frames import LiveStats
 from acquire.live.pipeline import LivePipeline
 from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
+from acquire.live.sources import ReplaySource
 from deepscope.atomic import read_jsonl
 from deepscope.errors import HardwareError, InputError
 from deepscope.ometiff import read_ome_tiff
@@ -453,3 +454,56 @@ def test_a_failed_start_leaves_no_thread_behind(
     assert not core.isSequenceRunning()
     with pytest.raises(InputError, match="recording directory"):
         LivePipeline(core, None, save_enhanced=True)
+
+
+def test_replay_source_paces_frames_and_counts_blocking_submits() -> None:
+    frames = [np.full((4, 4, 3), i, np.uint16) for i in range(3)]
+    seen: list[int] = []
+
+    def submit(raw: np.ndarray, meta: dict[str, Any]) -> None:
+        seen.append(int(raw[0, 0, 0]))
+        if len(seen) == 5:
+            time.sleep(0.1)  # one submit holds the "camera" for 5 frame periods
+
+    source = ReplaySource(frames, 50.0, submit, {"pixel_size_um": 0.185})
+    source.start()
+    time.sleep(0.6)
+    assert source.stop()
+    assert source.error is None
+    assert 20 <= source.sent <= 32  # ~50 fps, catching up after the slow submit
+    assert seen[:6] == [0, 1, 2, 0, 1, 2]
+    assert source.blocked == 1
+    assert source.max_submit_ms >= 100
+    with pytest.raises(ValueError, match="frame rate"):
+        ReplaySource(frames, 0.0, submit, {})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_pipeline_keeps_up_with_a_fast_replayed_camera(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    config = ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0))
+    enhancer = Enhancer(net, config, device="cuda", cuda_graphs=True)
+    core = make_core(seed=0, sensor=(256, 256))
+    pipeline = LivePipeline(
+        core, enhancer, camera=False, full_output=False, record_dir=tmp_path / "rec"
+    )
+    pipeline.set_view(ViewRequest(0, 0, 256, 256, 128))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 4096, (256, 256, 3), dtype=np.uint16) for _ in range(4)]
+    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x", "pixel_size_um": 0.185}
+    pipeline.start()
+    source = ReplaySource(frames, 200.0, pipeline.submit, meta)
+    source.start()
+    time.sleep(2.0)
+    source.stop()
+    frame = pipeline.latest()
+    stats = pipeline.stop(timeout=30.0)
+    assert source.blocked == 0
+    assert stats.frames_in == source.sent >= 300
+    assert stats.frames_enhanced >= 0.5 * stats.frames_in
+    assert stats.recorded == source.sent
+    assert len(list((tmp_path / "rec" / "raw").glob("*.ome.tif"))) == source.sent
+    assert frame is not None
+    assert frame.view is not None
+    assert frame.view.shape == (128, 128, 3)
