@@ -33,7 +33,7 @@ if [ $SMOKE = 0 ]; then
     "$PY" -c "import deepscope, pymmcore_plus, pytestqt, tifffile" 2>/dev/null \
         || "$PY" -m pip install -q -e ".[test]"
     DEV=cuda; SIZE=2048; FRAMES=200; SOAK=60; FPS=100; REC=10; SHM=/dev/shm
-    TRAIN=(--device cuda --batch 64 256 --threads 1 --steps 20 --warmup 3)
+    TRAIN=(--device cuda --batch 64 256 --threads 1 --steps 20 --warmup 3 --modes fp32 bf16_cl)
 else
     DEV=cpu; SIZE=64; FRAMES=3; SOAK=3; FPS=20; REC=1; SHM=${TMPDIR:-/tmp}
     TRAIN=(--device cpu --batch 2 --threads 1 --steps 1 --warmup 0 --patch 20)
