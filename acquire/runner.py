@@ -126,7 +126,7 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
-def _check_limits(
+def check_limits(
     plan: AcquisitionPlan,
     profile: MicroscopeProfile,
     tiles: Sequence[FieldSpec],
@@ -225,7 +225,7 @@ def _run_plan(
         tile_optics.name,
         serpentine=plan.serpentine,
     )
-    _check_limits(plan, profile, tiles, focus_z)
+    check_limits(plan, profile, tiles, focus_z)
     info = DatasetInfo(
         software_version=__version__,
         versions=_library_versions(),
@@ -233,6 +233,7 @@ def _run_plan(
         tile_objective=tile_optics.spec,
         target_objective=target_optics.spec,
         calibration=profile.calibration,
+        calibrated=profile.calibrated,
         plan=plan.model_dump(mode="json"),
         plan_hash=plan.plan_hash(),
         profile=profile.model_dump(mode="json"),

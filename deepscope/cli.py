@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "acquire.live.cli",  # live
     "gui.cli",  # gui
     "deepscope.demo",  # demo
+    "deepscope.info",  # info
 )
 
 
