@@ -1,36 +1,84 @@
-"""Live-mode inference benchmark: eager fp32 vs the optimized Enhancer, per frame size.
+"""Live-mode inference benchmark: the engine per frame, as live mode drives it.
 
-Measures one frame at a time, as live mode does (raw uint16 RGB frame on the host in, enhanced
-float32 frame on the host out, transfers included): fps and p50/p99 latency, with the device
-named, plus the network's FLOPs and bytes per frame and the H100 roofline floor they imply.
+Two measurements:
 
-    python bench/bench_live.py --sizes 512 1024 2048 --frames 5 --threads 1
-    python bench/bench_live.py --device cuda --frames 50 --compile   # on a GPU machine
+``--host-overhead`` (any machine, meant for the CPU): host work per frame outside the network.
+The network is replaced by a stand-in that only resamples (nearest, to the output size), and the
+time spent in the engine's device work (``model.inference.engine.DEVICE_WORK``: upload,
+normalisation, network, blending, casts, view reduction, downloads; queued on a GPU, executed
+inline on the CPU) is timed (the same clock as the wall time; the engine's profiler ranges are
+timed instead of recorded) and subtracted from each frame's wall time. What
+is left is what the host must do per frame on any device: staging the camera frame, Python
+orchestration, host allocations. Wall time includes time the process waits for a core, so on a
+loaded machine the minimum over frames is the better estimate; both are reported, with the
+calling thread's CPU time outside the device work (``host_cpu_ms``: immune to waiting).
 
-The network is the paper's (random weights; the cost does not depend on the values).
+Default (meant for a GPU): frames of ``--sizes`` through the paper's network (random weights)
+for each precision, CUDA graphs on/off and whole-frame vs tiled; a live frame goes in as uint16
+RGB and a 1024 px view comes out (``--output full`` downloads the full frame as uint16). Reports
+fps (two frames in flight, as the live worker runs), p50/p99 latency (one frame at a time), and
+achieved TFLOP/s against the roofline of :mod:`model.inference.cost`.
+
+Third, ``--soak S``: live mode through the real pipeline (:class:`LivePipeline`) fed by a
+replayed 2048x2048 camera (:class:`acquire.live.sources.ReplaySource`) at ``--fps``, then
+optionally ``--record-seconds`` with every raw frame recorded: camera blocks, drops, latency,
+recorded frames lost, memory growth.
+
+    python bench/bench_live.py --host-overhead --size 2048 --frames 10
+    python bench/bench_live.py --device cuda --sizes 2048 --frames 200 --out live.json
+    python bench/bench_live.py --device cuda --soak 60 --fps 100 --record-seconds 10 \
+        --record-dir /dev/shm --out soak.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model.config import ModelConfig, Normalisation
-from model.inference.cost import H100_BF16_FLOPS, H100_HBM_BYTES_PER_S, frame_cost
-from model.inference.engine import Enhancer, resolve_device
+from model.inference import engine
+from model.inference.cost import H100_BF16_FLOPS, H100_HBM_BYTES_PER_S, device_peaks, frame_cost
+from model.inference.engine import DEVICE_WORK, Enhancer, resolve_device
+from model.inference.view import ViewRequest
 from model.network import DeepMicroscopyNet
 
-Run = Callable[[np.ndarray], np.ndarray]
+MAX_VALUE = 4095.0
+
+
+def machine() -> dict[str, Any]:
+    """Where and when: for the JSON results."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_1min": os.getloadavg()[0],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def paper_model() -> tuple[DeepMicroscopyNet, ModelConfig]:
+    torch.manual_seed(0)
+    config = ModelConfig(normalisation=Normalisation.identity(3, MAX_VALUE))
+    return DeepMicroscopyNet(config.network), config
+
+
+def camera_frame(size: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, int(MAX_VALUE) + 1, (size, size, 3), dtype=np.uint16)
 
 
 def sync(device: torch.device) -> None:
@@ -38,151 +86,280 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def eager_runner(net: DeepMicroscopyNet, device: torch.device, max_value: float) -> Run:
-    """The naive path: fp32, NCHW, blocking copies, no tiling."""
-    net = net.to(device).eval()
+def stand_in(enhancer: Enhancer) -> None:
+    """Replace the enhancer's network by a resampling to the output size (no convolutions)."""
+    net = enhancer.net
 
-    def run(frame: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(frame.astype(np.float32) / max_value).permute(2, 0, 1)[None]
-        with torch.inference_mode():
-            y = net(x.to(device))
-        return y[0].permute(1, 2, 0).cpu().numpy() * max_value
+    def resample(x: torch.Tensor) -> torch.Tensor:
+        size = net.output_size(x.shape[-2], x.shape[-1])
+        return F.interpolate(x, size=size, mode="nearest")
 
-    return run
+    net.forward = resample  # type: ignore[method-assign]
 
 
-def measure(run: Run, frame: np.ndarray, frames: int, warmup: int, device: torch.device) -> dict:
-    for _ in range(warmup):
-        run(frame)
-    sync(device)
-    times = []
-    for _ in range(frames):
-        t0 = time.perf_counter()
-        run(frame)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1e3
+class DeviceClock:
+    """Stands in for the engine's ``record_function``: adds up the time in its ranges."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0  # wall seconds
+        self.spent_cpu = 0.0  # CPU seconds of the calling thread
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            if name == DEVICE_WORK:
+                self.spent += time.perf_counter() - t0
+                self.spent_cpu += time.thread_time() - c0
+
+
+@contextlib.contextmanager
+def device_clock() -> Iterator[DeviceClock]:
+    """Time the engine's device-work ranges with the clock the wall time uses."""
+    clock = DeviceClock()
+    saved = engine.record_function
+    engine.record_function = clock  # type: ignore[assignment]
+    try:
+        yield clock
+    finally:
+        engine.record_function = saved
+
+
+def host_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """Host ms per frame outside the device work, per engine mode, with the stand-in network."""
+    net, config = paper_model()
+    frame = camera_frame(args.size)
+    view = ViewRequest(0, 0, args.size, args.size, 1024)
+    modes = {
+        "whole_frame_view": {"tile": args.size, "full": False, "view": view},
+        "tiled_1024_view": {"tile": 1024, "full": False, "view": view},
+        "whole_frame_full_uint16": {"tile": args.size, "full": True, "view": None},
+    }
+    rows: dict[str, Any] = {}
+    for name, mode in modes.items():
+        enh = Enhancer(net, config, device=args.device, precision="fp32", tile=mode["tile"])
+        stand_in(enh)
+
+        def run(enh: Enhancer = enh, mode: dict[str, Any] = mode) -> None:
+            enh.enhance_async(frame, full=mode["full"], view=mode["view"], dtype=np.uint16)()
+
+        for _ in range(args.warmup):
+            run()
+        sync(enh.device)
+        wall_ms, device_ms, host_cpu_ms = [], [], []
+        with device_clock() as clock:
+            for _ in range(args.frames):
+                clock.spent = clock.spent_cpu = 0.0
+                t0, c0 = time.perf_counter(), time.thread_time()
+                run()
+                sync(enh.device)
+                wall_ms.append(1e3 * (time.perf_counter() - t0))
+                device_ms.append(1e3 * clock.spent)
+                host_cpu_ms.append(1e3 * (time.thread_time() - c0 - clock.spent_cpu))
+        host_ms = np.asarray(wall_ms) - np.asarray(device_ms)
+        rows[name] = {
+            "tiles": len(enh._plans[next(iter(enh._plans))].tiles),
+            "wall_ms_median": round(float(np.median(wall_ms)), 2),
+            "device_work_ms_median": round(float(np.median(device_ms)), 2),
+            "host_ms_median": round(float(np.median(host_ms)), 2),
+            "host_ms_min": round(float(host_ms.min()), 2),
+            "host_ms_max": round(float(host_ms.max()), 2),
+            "host_cpu_ms_median": round(float(np.median(host_cpu_ms)), 2),
+        }
+        print(name, rows[name], file=sys.stderr, flush=True)
     return {
-        "frames": frames,
-        "fps": 1e3 / float(statistics.median(ms)),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "min_ms": float(ms.min()),
-        "max_ms": float(ms.max()),
+        "what": "host work per frame outside the network (stand-in network: nearest resample)",
+        "size": args.size,
+        "frames": args.frames,
+        "device": args.device,
+        "target_host_ms": 10.0,
+        "modes": rows,
+        **machine(),
     }
 
 
-def measure_overlapped(enhancer: Enhancer, frame: np.ndarray, frames: int, warmup: int) -> dict:
-    """Throughput with frame n+1 started before frame n is collected (live mode on CUDA)."""
-    for _ in range(warmup):
-        enhancer.enhance(frame)
+def measure(enhancer: Enhancer, frame: np.ndarray, kw: dict[str, Any], frames: int) -> dict:
+    """Latency one frame at a time, then throughput with two frames in flight."""
+    for _ in range(3):  # warm-up: buffers, cudnn autotuning, graph capture
+        enhancer.enhance_async(frame, **kw)()
     sync(enhancer.device)
+    lat = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        enhancer.enhance_async(frame, **kw)()
+        lat.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    inflight = enhancer.enhance_async(frame)
+    inflight = enhancer.enhance_async(frame, **kw)
     for _ in range(frames - 1):
-        nxt = enhancer.enhance_async(frame)
+        nxt = enhancer.enhance_async(frame, **kw)
         inflight()
         inflight = nxt
     inflight()
     sync(enhancer.device)
-    return {"frames": frames, "fps": frames / (time.perf_counter() - t0)}
+    wall = time.perf_counter() - t0
+    ms = 1e3 * np.asarray(lat)
+    return {
+        "frames": frames,
+        "fps": frames / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+    }
 
 
-def camera_check(enhancer: Enhancer, seconds: float, roi: int, exposure_ms: float) -> dict:
-    """Live mode on the simulator with and without the model: the camera rate must not drop."""
+def live_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    net, config = paper_model()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peaks = device_peaks(name) or (H100_BF16_FLOPS, H100_HBM_BYTES_PER_S)
+    results: dict[str, Any] = {
+        "device": str(device),
+        "device_name": name,
+        "peaks": {"bf16_flops": peaks[0], "bytes_per_s": peaks[1]},
+        "output": args.output,
+        "sizes": [],
+        **machine(),
+    }
+    precisions = args.precisions or (["bf16", "fp16"] if device.type == "cuda" else ["fp32"])
+    graphs = [False, True] if device.type == "cuda" else [False]
+    for size in args.sizes:
+        frame = camera_frame(size)
+        cost = frame_cost(net, size, size, element_bytes=2)
+        floor_s = cost.floor_s(*peaks)
+        kw: dict[str, Any] = {"dtype": np.uint16}
+        if args.output == "view":
+            kw.update(full=False, view=ViewRequest(0, 0, size, size, 1024))
+        row: dict[str, Any] = {"size": size, "cost": cost.as_dict(), "floor_ms": 1e3 * floor_s}
+        variants: dict[str, Any] = {}
+        for precision in precisions:
+            for g in graphs:
+                for tiling, tile in (("whole", None), ("tiled", args.tile)):
+                    key = f"{precision}_{'graphs' if g else 'eager'}_{tiling}"
+                    enh = Enhancer(
+                        net, config, device=device, precision=precision, tile=tile, cuda_graphs=g
+                    )
+                    try:
+                        res = measure(enh, frame, kw, args.frames)
+                    except torch.OutOfMemoryError as exc:
+                        res = {"error": f"out of memory: {exc}"}
+                    else:
+                        res["tile"] = enh.tile_for(size, size)
+                        res["achieved_tflops"] = cost.flops * res["fps"] / 1e12
+                        res["x_floor"] = (1.0 / res["fps"]) / floor_s
+                    variants[key] = res
+                    print(size, key, res, file=sys.stderr, flush=True)
+                    del enh
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+        row["variants"] = variants
+        results["sizes"].append(row)
+    return results
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Live mode through the real pipeline, fed by a replayed camera at ``--fps``.
+
+    The display path (a 1024 px view, no full-resolution download) runs for ``--soak``
+    seconds; then, with ``--record-seconds``, every raw frame is recorded for that long (to
+    ``--record-dir``) and the files written are counted against the frames offered.
+    """
+    import tempfile
+
     from acquire.live.pipeline import LivePipeline
+    from acquire.live.sources import ReplaySource
     from simulators import make_core
 
-    out = {}
-    for name, model in (("no_model", None), ("model", enhancer)):
-        core = make_core(seed=0)
-        core.setROI(0, 0, roi, roi)
-        core.setExposure(exposure_ms)
-        pipeline = LivePipeline(core, model)
-        pipeline.start()
-        time.sleep(seconds)
-        out[name] = pipeline.stop().as_dict()
-        print("camera check", name, out[name], file=sys.stderr, flush=True)
-    return {"roi": roi, "exposure_ms": exposure_ms, "seconds": seconds, **out}
+    device = resolve_device(args.device)
+    net, config = paper_model()
+    enhancer = Enhancer(net, config, device=device, cuda_graphs=device.type == "cuda")
+    frames = [camera_frame(args.size) + i for i in range(4)]  # distinct frames, same shape
+    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x"}
+    meta |= {"pixel_size_um": 0.185, "exposure_ms": 1.0}
+    core = make_core(seed=0, sensor=(args.size, args.size))  # pixel size for the recorder
+    phases: dict[str, Any] = {}
+    plan = [("display", args.soak, False)]
+    if args.record_seconds > 0:
+        plan.append(("record", args.record_seconds, True))
+    for name, seconds, record in plan:
+        with tempfile.TemporaryDirectory(dir=args.record_dir) as tmp:
+            record_dir = Path(tmp) / "rec" if record else None
+            pipe = LivePipeline(
+                core,
+                enhancer,
+                camera=False,
+                full_output=False,
+                record_dir=record_dir,
+                record_budget_mb=args.record_budget_mb,
+            )
+            pipe.set_view(ViewRequest(0, 0, args.size, args.size, 1024))
+            pipe.start()
+            source = ReplaySource(frames, args.fps, pipe.submit, meta)
+            rss0 = rss_mb()
+            source.start()
+            time.sleep(seconds)
+            source.stop()
+            try:
+                stats = pipe.stop(timeout=120.0).as_dict()
+                error = None
+            except Exception as exc:  # a recording overflow is a result here
+                stats, error = pipe.stats().as_dict(), f"{type(exc).__name__}: {exc}"
+            written = len(list((record_dir / "raw").glob("*.ome.tif"))) if record_dir else None
+        phases[name] = {
+            "seconds": seconds,
+            "replay_fps_target": args.fps,
+            "frames_offered": source.sent,
+            "camera_blocked": source.blocked,
+            "max_submit_ms": round(source.max_submit_ms, 3),
+            "max_replay_lag_ms": round(source.max_lag_ms, 3),
+            "replay_error": None if source.error is None else repr(source.error),
+            "pipeline_error": error,
+            "rss_mb_growth": round(rss_mb() - rss0, 1),
+            "frames_written": written,
+            "recorded_frames_lost": None if written is None else source.sent - written,
+            **stats,
+        }
+        print(name, phases[name], file=sys.stderr, flush=True)
+    return {"size": args.size, "enhancer": enhancer.describe(), "phases": phases, **machine()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
-    p.add_argument("--frames", type=int, default=5, help="timed frames per size and variant")
-    p.add_argument(
-        "--frames-2048", type=int, default=None, help="timed frames at >= 2048 (slow on CPU)"
-    )
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--host-overhead", action="store_true", help="the stand-in host measurement")
+    p.add_argument("--size", type=int, default=2048, help="frame edge for --host-overhead")
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048])
+    p.add_argument("--frames", type=int, default=10, help="timed frames per variant")
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--compile", action="store_true", help="also torch.compile the optimized path")
-    p.add_argument(
-        "--camera-check",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="also run live mode on the simulator (512 ROI, 20 ms) with and without the model",
-    )
+    p.add_argument("--precisions", nargs="+", default=None, help="default: bf16 fp16 on CUDA")
+    p.add_argument("--tile", type=int, default=1024, help="tile edge of the tiled variants")
+    p.add_argument("--output", choices=["view", "full"], default="view")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--soak", type=float, default=0.0, metavar="S", help="replayed live soak")
+    p.add_argument("--fps", type=float, default=100.0, help="replay rate of --soak")
+    p.add_argument("--record-seconds", type=float, default=0.0, help="then record this long")
+    p.add_argument("--record-dir", type=Path, default=None, help="where --soak records")
+    p.add_argument("--record-budget-mb", type=float, default=8192.0)
     args = p.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False  # eager fp32 is true fp32
-    max_value = 4095.0
-    config = ModelConfig(normalisation=Normalisation.identity(3, max_value))
-    net = DeepMicroscopyNet(config.network)
-    rng = np.random.default_rng(0)
-    precision = "bf16" if device.type == "cuda" else "fp32"
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    results: dict = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": device_name,
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "sizes": [],
-    }
-    for size in args.sizes:
-        n = args.frames_2048 if (size >= 2048 and args.frames_2048) else args.frames
-        frame = rng.integers(0, int(max_value) + 1, (size, size, 3), dtype=np.uint16)
-        cost = frame_cost(net, size, size, element_bytes=2)
-        variants: dict[str, Run] = {"eager_fp32": eager_runner(net, device, max_value)}
-        opt = Enhancer(net, config, device=device, precision=precision, tile=size, cuda_graphs=True)
-        variants[f"optimized_{precision}_channels_last"] = opt.enhance
-        if device.type == "cpu":
-            cpu_bf16 = Enhancer(net, config, device=device, precision="bf16", tile=size)
-            variants["optimized_bf16_channels_last"] = cpu_bf16.enhance
-        if args.compile:
-            comp = Enhancer(
-                net, config, device=device, precision=precision, tile=size, compile=True
-            )
-            variants[f"compiled_{precision}"] = comp.enhance
-        row: dict = {"size": size, "cost": cost.as_dict(), "variants": {}}
-        for name, run in variants.items():
-            row["variants"][name] = measure(run, frame, n, args.warmup, device)
-            print(size, name, row["variants"][name], file=sys.stderr, flush=True)
-        if opt.overlaps:
-            name = f"optimized_{precision}_overlapped"
-            row["variants"][name] = measure_overlapped(opt, frame, n, args.warmup)
-            print(size, name, row["variants"][name], file=sys.stderr, flush=True)
-        eager_fps = row["variants"]["eager_fp32"]["fps"]
-        row["speedup_vs_eager"] = {
-            k: v["fps"] / eager_fps for k, v in row["variants"].items() if k != "eager_fp32"
-        }
-        row["achieved_tflops"] = {
-            k: cost.flops * v["fps"] / 1e12 for k, v in row["variants"].items()
-        }
-        results["sizes"].append(row)
-    if args.camera_check > 0:
-        live = Enhancer(net, config, device=device, precision="bf16")
-        results["camera_check"] = camera_check(live, args.camera_check, 512, 20.0)
-    results["h100_peaks"] = {"bf16_flops": H100_BF16_FLOPS, "hbm_bytes_per_s": H100_HBM_BYTES_PER_S}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.host_overhead:
+        args.device = str(resolve_device(args.device))
+        results = host_overhead(args)
+    elif args.soak > 0:
+        results = soak(args)
+    else:
+        results = live_benchmark(args)
     text = json.dumps(results, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")

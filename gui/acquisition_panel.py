@@ -26,8 +26,9 @@ from PySide6.QtWidgets import (
 
 from deepscope.errors import DeepscopeError, InputError
 from gui.acquisition_controller import AcquisitionController, FieldPreview, parse_plan
-from gui.display import auto_levels, display_factor, downsample
+from gui.display import auto_levels, downsample
 from gui.training_panel import PathField
+from model.inference.view import display_factor
 
 if TYPE_CHECKING:
     from acquire.dataset import FieldRecord

@@ -1,7 +1,12 @@
 """Live-mode controller: owns the live pipeline, polls it on a timer, drives the stage.
 
 No drawing happens here; the live panel connects to the signals. All slots run on the GUI
-thread; the pipeline's threads are reached only through ``latest()`` and ``stats()``.
+thread; the pipeline's threads are reached only through ``latest_raw()``, ``latest()``,
+``stats()`` and ``set_view()``. Each poll hands the newest camera frame to the raw view
+(``raw_ready``, at display rate whatever the network does) and, when a new one is ready, the
+newest enhanced frame to the enhanced view (``enhanced_ready``, at the network's rate). The
+enhanced view asks for what it shows (:meth:`LiveController.set_view`), so only a view-sized
+image comes back from the device; full-resolution enhancement is computed only for saving.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from acquire.live.sources import FrameMetaReader
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 from gui.worker import BackgroundTask
+from model.inference.view import ViewRequest
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
@@ -34,6 +40,12 @@ log = logging.getLogger("deepscope.gui")
 STOP_TIMEOUT_S = 120.0
 
 OBJECTIVE_GROUP = "Objective"
+
+#: Shortest interval between two statistics updates while live.
+STATS_INTERVAL_S = 0.25
+
+#: The view asked for before the panel knows its geometry: the whole frame, 1024 px on screen.
+WHOLE_FRAME = ViewRequest(0.0, 0.0, 1e9, 1e9, 1024)
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,9 @@ class LiveController(QObject):
         How often the latest frame and statistics are fetched from the pipeline.
     """
 
-    frame_ready = Signal(object)  # LiveFrame
+    raw_ready = Signal(object)  # LiveFrame: the newest camera frame (raw view)
+    enhanced_ready = Signal(object)  # LiveFrame: the newest enhanced frame (enhanced view)
+    paused_changed = Signal(object)  # str | None: why frames are not enhanced now
     stats_changed = Signal(object)  # LiveStats
     stage_changed = Signal(object)  # StageState
     running_changed = Signal(bool)
@@ -90,9 +104,15 @@ class LiveController(QObject):
         self.enhancer = enhancer
         self.model_dir = model_dir
         self.self_feed = False
-        self.current: LiveFrame | None = None
+        self.current: LiveFrame | None = None  # the newest raw frame shown (what is saved)
+        self.enhanced: LiveFrame | None = None  # the newest enhanced frame shown
+        self.paused: str | None = None
+        self.view: ViewRequest = WHOLE_FRAME
         self._pipeline: LivePipeline | None = None
-        self._last_index = -1
+        self._last_raw = -1
+        self._last_enhanced = -1
+        self._last_stage: StageState | None = None
+        self._last_stats_s = 0.0
         self._snap_task: BackgroundTask | None = None
         self._snap_count = 0
         self._read_meta = FrameMetaReader(core)  # the same read-back live frames carry
@@ -122,9 +142,14 @@ class LiveController(QObject):
             return
         from acquire.live.pipeline import LivePipeline
 
-        self._pipeline = LivePipeline(self.core, self.enhancer, self_feed=self.self_feed)
-        self._pipeline.start()
-        self._last_index = -1
+        pipeline = LivePipeline(
+            self.core, self.enhancer, self_feed=self.self_feed, full_output=False
+        )
+        pipeline.set_view(self.view)
+        pipeline.start()
+        self._pipeline = pipeline
+        self._last_raw = self._last_enhanced = -1
+        self._last_stage = None
         self._timer.start()
         self.running_changed.emit(True)
 
@@ -154,20 +179,44 @@ class LiveController(QObject):
             self.start()
 
     def poll(self) -> None:
-        """Fetch the newest frame and the statistics from the pipeline (timer slot)."""
+        """Hand the newest raw and enhanced frames and the statistics on (timer slot)."""
         pipeline = self._pipeline
         if pipeline is None:
             return
         if pipeline.error is not None:
             self.stop()
             return
-        frame = pipeline.latest()
-        if frame is not None and frame.index != self._last_index:
-            self._last_index = frame.index
-            self.current = frame
-            self.frame_ready.emit(frame)
-            self.stage_changed.emit(self._stage_from_meta(frame.meta))
-        self.stats_changed.emit(pipeline.stats())
+        raw = pipeline.latest_raw()
+        if raw is not None and raw.index != self._last_raw:
+            self._last_raw = raw.index
+            self.current = raw
+            self.raw_ready.emit(raw)
+            stage = self._stage_from_meta(raw.meta)
+            if stage != self._last_stage:
+                self._last_stage = stage
+                self.stage_changed.emit(stage)
+        done = pipeline.latest()
+        if done is not None and done.ready_s is not None and done.index != self._last_enhanced:
+            self._last_enhanced = done.index
+            self.enhanced = done
+            self.enhanced_ready.emit(done)
+        stats = pipeline.stats()
+        self._set_paused(stats.paused)
+        now = time.perf_counter()
+        if now - self._last_stats_s >= STATS_INTERVAL_S:  # read-outs need not follow each frame
+            self._last_stats_s = now
+            self.stats_changed.emit(stats)
+
+    def _set_paused(self, reason: str | None) -> None:
+        if reason != self.paused:
+            self.paused = reason
+            self.paused_changed.emit(reason)
+
+    def set_view(self, view: ViewRequest) -> None:
+        """What the enhanced view shows (raw pixels and screen size), from the next frame on."""
+        self.view = view
+        if self._pipeline is not None:
+            self._pipeline.set_view(view)
 
     @staticmethod
     def _stage_from_meta(meta: dict[str, Any]) -> StageState:
@@ -200,6 +249,8 @@ class LiveController(QObject):
         arrival = time.perf_counter()
         meta = self._read_meta()
         enhancer = self.enhancer
+        if enhancer is not None and enhancer.pixel_size_mismatch(meta["pixel_size_um"]):
+            enhancer = None  # the raw frame only, as in live mode
         enhanced = None if enhancer is None else enhancer.enhance(raw, self_feed=self.self_feed)
         ready = None if enhanced is None else time.perf_counter()
         self._snap_count += 1
@@ -214,14 +265,23 @@ class LiveController(QObject):
 
     def _on_snap(self, frame: LiveFrame) -> None:
         self.current = frame
-        self.frame_ready.emit(frame)
+        self.raw_ready.emit(frame)
+        self.enhanced = frame if frame.enhanced is not None else None
+        self.enhanced_ready.emit(frame)
+        enhancer = self.enhancer
+        reason = (
+            None if enhancer is None else enhancer.pixel_size_mismatch(frame.meta["pixel_size_um"])
+        )
+        self._set_paused(reason)
         self.stage_changed.emit(self._stage_from_meta(frame.meta))
 
     # -- saving ------------------------------------------------------------------------------
     def save_current(self, directory: str | Path) -> list[Path]:
-        """Write the current raw frame (and its enhanced frame) as OME-TIFFs into *directory*.
+        """Write the current raw frame (and its enhancement) as OME-TIFFs into *directory*.
 
-        Raises :class:`~deepscope.errors.InputError` when there is no frame yet.
+        Live mode keeps enhanced frames on the device; the full-resolution enhancement of the
+        saved raw frame is computed here (none while enhancement is paused). Raises
+        :class:`~deepscope.errors.InputError` when there is no frame yet.
         """
         frame = self.current
         if frame is None:
@@ -247,7 +307,11 @@ class LiveController(QObject):
             name="raw",
         )
         paths = [write_ome_tiff(out / f"live_{stamp}_raw.ome.tif", frame.raw, raw_meta)]
-        if frame.enhanced is not None and self.scale is not None:
+        enhanced = frame.enhanced
+        enhancer = self.enhancer
+        if enhanced is None and enhancer is not None and not enhancer.pixel_size_mismatch(px):
+            enhanced = enhancer.enhance(frame.raw, self_feed=self.self_feed)
+        if enhanced is not None and self.scale is not None:
             enhanced_meta = raw_meta.model_copy(
                 update={
                     "pixel_size_um": px / self.scale,
@@ -256,7 +320,7 @@ class LiveController(QObject):
                 }
             )
             enhanced_path = out / f"live_{stamp}_enhanced.ome.tif"
-            paths.append(write_ome_tiff(enhanced_path, frame.enhanced, enhanced_meta))
+            paths.append(write_ome_tiff(enhanced_path, enhanced, enhanced_meta))
         log.info("saved %s", ", ".join(str(p) for p in paths))
         return paths
 
@@ -306,7 +370,10 @@ class LiveController(QObject):
         if was_running:
             self.start()
         else:
-            self.stage_changed.emit(self.read_stage())
+            stage = self.read_stage()
+            if self.enhancer is not None:
+                self._set_paused(self.enhancer.pixel_size_mismatch(stage.pixel_size_um))
+            self.stage_changed.emit(stage)
 
     def move_xy(self, dx_um: float, dy_um: float) -> None:
         """Move the XY stage by a relative step."""

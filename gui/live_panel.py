@@ -1,8 +1,15 @@
-"""Live panel: raw 40x and enhanced frames side by side, read-outs and scope controls."""
+"""Live panel: raw and enhanced frames side by side, read-outs and scope controls.
+
+The raw view draws the newest camera frame at display rate (whatever the network's rate); the
+enhanced view draws the newest enhanced frame, reduced on the device to what the view shows,
+with its own frame rate and age. Both share one geometry (raw pixels) and zoom together.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from deepscope.errors import DeepscopeError
-from gui.display import auto_levels, display_window, downsample, to_gray
+from gui.display import auto_levels, downsample, to_gray
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
+from model.inference.view import ViewRequest, ViewWindow, display_window
 
 if TYPE_CHECKING:
     from acquire.live.frames import LiveFrame, LiveStats
@@ -36,28 +44,61 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepscope.gui")
 
 
+#: How often the histograms follow the images (a histogram per frame costs more than the frame).
+HISTOGRAM_INTERVAL_MS = 500
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def rate(times: deque[float], window_s: float) -> float | None:
+    """Events per second over the last *window_s* of *times* (``time.perf_counter`` values)."""
+    if not times:
+        return None
+    now = time.perf_counter()
+    while times and now - times[0] > window_s:
+        times.popleft()
+    if len(times) < 2:
+        return None
+    return (len(times) - 1) / max(now - times[0], 1e-6)
+
+
 class ImagePane:
-    """One image in a view box with its own histogram/LUT, drawn at screen resolution.
+    """One image in a view box with a title, histogram/LUT and a status line, at screen resolution.
+
+    The status line (frame rate, age, why enhancement is paused) is drawn over the view's
+    corner, so its changing text never changes the layout (two linked aspect-locked views
+    whose sizes differ by a pixel would keep widening each other's range).
 
     Only the part of the frame inside the view is drawn, reduced to about one frame pixel per
     screen pixel: a zoomed-out view of a large frame costs little, a zoomed-in view shows every
-    pixel.
+    pixel. The reduction happens here for host images (:meth:`show`) or on the device before the
+    image reaches the host (:meth:`show_reduced`).
     """
 
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str) -> None:
         self.view = pg.ViewBox(lockAspect=True, invertY=True, name=title)
-        layout.addLabel(title, row=row, col=col, colspan=2)
+        self.title = layout.addLabel(title, row=row, col=col, colspan=2)
+        self.info = pg.TextItem(anchor=(0, 0), color="#e0e0e0", fill=(0, 0, 0, 160))
+        self.info.setParentItem(self.view)  # view (not data) coordinates: a fixed corner
+        self.info.setPos(4, 4)
         layout.addItem(self.view, row=row + 1, col=col)
         self.item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.item)
         self.hist = pg.HistogramLUTItem(image=self.item, levelMode="mono")
+        # the histogram follows the image on a timer (refresh_histogram), not on every frame
+        self.item.sigImageChanged.disconnect(self.hist.imageChanged)
+        self._histogram_stale = False
         layout.addItem(self.hist, row=row + 1, col=col + 1)
         self.shape: tuple[int, ...] | None = None
         self.factor = 1
+        self.draws: deque[float] = deque(maxlen=1024)
+
+    def screen_px(self, max_px: int) -> int:
+        """Longer side of the view on screen, at most *max_px* (before layout: *max_px*)."""
+        view_px = int(max(self.view.width(), self.view.height()))
+        return min(max_px, view_px) if view_px >= 16 else max_px
 
     def show(
         self,
@@ -80,26 +121,59 @@ class ImagePane:
                 r.width() / pixel_scale,
                 r.height() / pixel_scale,
             )
-        view_px = int(max(self.view.width(), self.view.height()))
-        screen_px = min(max_px, view_px) if view_px >= 16 else max_px
-        y0, y1, x0, x1, factor = display_window(h, w, visible, screen_px)
-        shown = downsample(image[y0:y1, x0:x1], factor)
+        win = display_window(h, w, visible, self.screen_px(max_px))
+        shown = downsample(image[win.y0 : win.y1, win.x0 : win.x1], win.factor)
+        self._draw(shown, win, image.shape, pixel_scale=pixel_scale, gray=gray, auto=auto)
+
+    def show_reduced(
+        self,
+        shown: np.ndarray,
+        window: ViewWindow,
+        full_shape: tuple[int, ...],
+        *,
+        pixel_scale: float,
+        gray: bool,
+        auto: bool,
+    ) -> None:
+        """Display *shown*, the *window* of an image of *full_shape* already reduced."""
+        self._draw(shown, window, full_shape, pixel_scale=pixel_scale, gray=gray, auto=auto)
+
+    def _draw(
+        self,
+        shown: np.ndarray,
+        win: ViewWindow,
+        full_shape: tuple[int, ...],
+        *,
+        pixel_scale: float,
+        gray: bool,
+        auto: bool,
+    ) -> None:
+        h, w = full_shape[:2]
+        first = self.shape is None or self.shape[:2] != (h, w)
         shown = to_gray(shown) if gray else (shown[..., 0] if shown.shape[-1] == 1 else shown)
         levels = auto_levels(shown) if auto else self.item.getLevels()
         if levels is None:
             levels = auto_levels(shown)
         self.item.setImage(shown, autoLevels=False, levels=levels)
-        step = factor * pixel_scale
+        step = win.factor * pixel_scale
         transform = QTransform()
-        transform.translate(x0 * pixel_scale, y0 * pixel_scale)
+        transform.translate(win.x0 * pixel_scale, win.y0 * pixel_scale)
         transform.scale(step, step)
         self.item.setTransform(transform)
-        self.shape, self.factor = image.shape, factor
+        self.shape, self.factor = tuple(full_shape), win.factor
+        self._histogram_stale = True
+        self.draws.append(time.perf_counter())
         if first:
             self.view.setRange(QRectF(0, 0, w * pixel_scale, h * pixel_scale), padding=0.0)
 
+    def refresh_histogram(self) -> None:
+        """Recompute the histogram when the image changed since the last call."""
+        if self._histogram_stale:
+            self._histogram_stale = False
+            self.hist.imageChanged()
+
     def clear(self) -> None:
-        """Remove the image (e.g. when the model is unloaded)."""
+        """Remove the image (e.g. when the model is unloaded or enhancement is paused)."""
         self.item.clear()
         self.shape = None
 
@@ -133,25 +207,31 @@ class LivePanel(QWidget):
         self.controller = controller
         self.max_display_px = max_display_px
         self.save_dir = save_dir
-        self.frames_shown = 0
+        self.frames_shown = 0  # raw frames drawn
+        self.enhanced_shown = 0  # enhanced frames drawn
 
         self.graphics = pg.GraphicsLayoutWidget()
-        self.raw_pane = ImagePane(self.graphics.ci, 0, 0, "raw 40x")
+        self.raw_pane = ImagePane(self.graphics.ci, 0, 0, "raw")
         self.enhanced_pane = ImagePane(self.graphics.ci, 0, 2, "enhanced")
         self.enhanced_pane.view.setXLink(self.raw_pane.view)
         self.enhanced_pane.view.setYLink(self.raw_pane.view)
         # after a pan/zoom, redraw the held frame at the new screen resolution (live mode
-        # redraws with the next frame anyway)
+        # redraws with the next frame anyway) and tell the device what the view now shows
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(40)
         self._redraw_timer.timeout.connect(self._redraw)
         self.raw_pane.view.sigRangeChanged.connect(self._on_range_changed)
+        self.enhanced_pane.view.sigResized.connect(self._send_view)
+        self._histogram_timer = QTimer(self)
+        self._histogram_timer.setInterval(HISTOGRAM_INTERVAL_MS)
+        self._histogram_timer.timeout.connect(self._refresh_histograms)
+        self._histogram_timer.start()
 
         layout = QHBoxLayout(self)
         layout.addWidget(self.graphics, stretch=1)
         side_widget = QWidget()
-        side_widget.setMaximumWidth(380)
+        side_widget.setFixedWidth(380)  # read-outs that change length do not resize the views
         side = QVBoxLayout(side_widget)
         side.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(side_widget)
@@ -167,7 +247,9 @@ class LivePanel(QWidget):
         side.addWidget(self.status)
         self._shortcuts()
 
-        controller.frame_ready.connect(self.show_frame)
+        controller.raw_ready.connect(self.show_raw)
+        controller.enhanced_ready.connect(self.show_enhanced)
+        controller.paused_changed.connect(self.show_paused)
         controller.stats_changed.connect(self.show_stats)
         controller.stage_changed.connect(self.show_stage)
         controller.running_changed.connect(self._on_running)
@@ -277,8 +359,9 @@ class LivePanel(QWidget):
         box = QGroupBox("Read-outs")
         form = QFormLayout(box)
         names = (
-            "camera fps",
-            "inference fps",
+            "camera / raw view fps",
+            "model / enhanced view fps",
+            "enhanced age",
             "latency p50/p99",
             "dropped",
             "objective",
@@ -309,36 +392,92 @@ class LivePanel(QWidget):
 
     # -- controller -> view ------------------------------------------------------------------
     def show_frame(self, frame: LiveFrame) -> None:
-        """Draw the raw frame and, when there is one, the enhanced frame."""
-        self._draw(frame)
+        """Draw a frame's raw image and its enhancement (a snapped frame)."""
+        self.show_raw(frame)
+        self.show_enhanced(frame)
+
+    def show_raw(self, frame: LiveFrame) -> None:
+        """Draw the newest camera frame in the raw view."""
+        self.raw_pane.show(frame.raw, pixel_scale=1.0, max_px=self.max_display_px, **self._look())
         self.frames_shown += 1
 
-    def _draw(self, frame: LiveFrame) -> None:
-        gray = self.colour_combo.currentText() == "grayscale"
-        auto = self.auto_levels_box.isChecked()
-        max_px = self.max_display_px
-        self.raw_pane.show(frame.raw, pixel_scale=1.0, max_px=max_px, gray=gray, auto=auto)
-        scale = self.controller.scale
-        if frame.enhanced is not None and scale is not None:
-            self.enhanced_pane.show(
-                frame.enhanced, pixel_scale=1.0 / scale, max_px=max_px, gray=gray, auto=auto
-            )
-        else:
+    def show_enhanced(self, frame: LiveFrame) -> None:
+        """Draw the newest enhanced frame (its device-reduced view, or the full frame)."""
+        enhancer = self.controller.enhancer
+        if enhancer is None or (frame.view is None and frame.enhanced is None):
             self.enhanced_pane.clear()
+            return
+        scale = enhancer.scale
+        look = self._look()
+        if frame.view is not None and frame.window is not None:
+            full_shape = enhancer.output_shape(*frame.raw.shape[:2])
+            self.enhanced_pane.show_reduced(
+                frame.view, frame.window, full_shape, pixel_scale=1.0 / scale, **look
+            )
+        elif frame.enhanced is not None:
+            self.enhanced_pane.show(
+                frame.enhanced, pixel_scale=1.0 / scale, max_px=self.max_display_px, **look
+            )
+        self.enhanced_shown += 1
+
+    def show_paused(self, reason: str | None) -> None:
+        """Say why enhancement is paused (e.g. another objective), or that it runs again."""
+        if reason is None:
+            self.enhanced_pane.info.setText("", color="#e0e0e0")
+            self.status.setText("enhancement resumed")
+            return
+        self.enhanced_pane.clear()
+        self.enhanced_pane.info.setText(f"enhancement paused:\n{reason}", color="#ff6040")
+        self.status.setText(f"enhancement paused: {reason}")
+
+    def _refresh_histograms(self) -> None:
+        self.raw_pane.refresh_histogram()
+        self.enhanced_pane.refresh_histogram()
+
+    def _look(self) -> dict[str, bool]:
+        return {
+            "gray": self.colour_combo.currentText() == "grayscale",
+            "auto": self.auto_levels_box.isChecked(),
+        }
+
+    def view_request(self) -> ViewRequest:
+        """What the enhanced view shows now: its rectangle in raw pixels and its screen size."""
+        r = self.enhanced_pane.view.viewRect()
+        screen = self.enhanced_pane.screen_px(self.max_display_px)
+        return ViewRequest(r.x(), r.y(), r.width(), r.height(), screen)
+
+    def _send_view(self) -> None:
+        if self.raw_pane.shape is not None:  # before the first frame the view has no geometry
+            self.controller.set_view(self.view_request())
 
     def _redraw(self) -> None:
         if self.controller.current is not None:
-            self._draw(self.controller.current)
+            self.show_raw(self.controller.current)
+        if self.controller.enhanced is not None:
+            self.show_enhanced(self.controller.enhanced)
 
     def _on_range_changed(self) -> None:
+        self._send_view()
         if not self.controller.running:
             self._redraw_timer.start()
 
     def show_stats(self, stats: LiveStats) -> None:
         """Update the throughput and latency read-outs."""
         r = self.readouts
-        r["camera fps"].setText(_fmt(stats.camera_fps, ".1f"))
-        r["inference fps"].setText(_fmt(stats.inference_fps, ".1f"))
+        raw_fps = _fmt(rate(self.raw_pane.draws, 1.0), ".1f")
+        r["camera / raw view fps"].setText(f"{_fmt(stats.camera_fps, '.1f')} / {raw_fps}")
+        objective = self.readouts["objective"].text()
+        self.raw_pane.info.setText(f"{objective if objective != '-' else 'raw'}: {raw_fps} fps")
+        enhanced_fps = rate(self.enhanced_pane.draws, 30.0)  # networks on a CPU are slow
+        model_fps = _fmt(stats.inference_fps, ".1f")
+        r["model / enhanced view fps"].setText(f"{model_fps} / {_fmt(enhanced_fps, '.1f')}")
+        done = self.controller.enhanced
+        age = None if done is None else 1e3 * (time.perf_counter() - done.arrival_s)
+        r["enhanced age"].setText(_fmt(age, ".0f") + " ms")
+        if stats.paused is None:
+            self.enhanced_pane.info.setText(
+                f"{_fmt(enhanced_fps, '.1f')} fps, age {_fmt(age, '.0f')} ms", color="#e0e0e0"
+            )
         p50, p99 = _fmt(stats.latency_p50_ms, ".0f"), _fmt(stats.latency_p99_ms, ".0f")
         r["latency p50/p99"].setText(f"{p50} / {p99} ms")
         r["dropped"].setText(f"{stats.dropped} of {stats.frames_in}")

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from gui.display import auto_levels, display_factor, display_window, downsample, to_gray
+from gui.display import auto_levels, downsample, to_gray
+from model.inference.view import ViewWindow, display_factor, display_window
 
 
 @pytest.mark.parametrize(
@@ -55,10 +56,12 @@ def test_auto_levels_ignore_outliers_and_never_empty():
 
 def test_display_window_crops_to_the_view_and_picks_screen_resolution():
     # whole 2048 frame in a 512 px view: everything, reduced 4x
-    assert display_window(2048, 2048, None, 512) == (0, 2048, 0, 2048, 4)
+    assert display_window(2048, 2048, None, 512) == ViewWindow(0, 2048, 0, 2048, 4)
     # zoomed in on 200x100 px: that part only, every pixel
-    assert display_window(2048, 2048, (100.5, 50.2, 200.0, 100.0), 512) == (50, 151, 100, 301, 1)
+    assert display_window(2048, 2048, (100.5, 50.2, 200.0, 100.0), 512) == ViewWindow(
+        50, 151, 100, 301, 1
+    )
     # a view larger than the frame is clamped to the frame
-    assert display_window(96, 128, (-50, -20, 300, 200), 1024) == (0, 96, 0, 128, 1)
+    assert display_window(96, 128, (-50, -20, 300, 200), 1024) == ViewWindow(0, 96, 0, 128, 1)
     # a view beside the frame falls back to the whole frame
-    assert display_window(96, 128, (500, 500, 10, 10), 1024) == (0, 96, 0, 128, 1)
+    assert display_window(96, 128, (500, 500, 10, 10), 1024) == ViewWindow(0, 96, 0, 128, 1)

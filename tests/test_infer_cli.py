@@ -99,3 +99,25 @@ def test_output_paths_name_one_file_or_a_directory(tmp_path: Path) -> None:
     ]
     with pytest.raises(InputError, match="share a name"):
         output_paths([tmp_path / "a.ome.tif", tmp_path / "d" / "a.ome.tif"], tmp_path / "out")
+
+
+def test_enhance_cli_refuses_inputs_of_another_pixel_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(1)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    config = ModelConfig(network=net.config, input_pixel_size_um=0.185)
+    model = save_model(tmp_path / "model40", net, config)
+    image = np.zeros((1, 20, 24, 3), np.uint8)
+    ok = write_ome_tiff(tmp_path / "a40.ome.tif", image, ImageMeta(pixel_size_um=0.1852))
+    bad = write_ome_tiff(tmp_path / "b100.ome.tif", image, ImageMeta(pixel_size_um=0.074))
+    out = tmp_path / "out"
+    assert main(["enhance", str(model), str(ok), str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "b100.ome.tif" in err[0]
+    assert "0.074" in err[0]
+    assert "--force" in err[0]
+    assert not out.exists()  # not even the matching input was written
+    assert main(["enhance", str(model), str(ok), str(bad), "-o", str(out), "--force"]) == 0
+    assert len(list(out.glob("*.ome.tif"))) == 2

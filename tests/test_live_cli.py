@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from model.config import ModelConfig, NetworkConfig, Normalisation
@@ -64,3 +65,30 @@ def test_live_cli_rejects_bad_values(tmp_path: Path) -> None:
 
     assert main(["live", str(tmp_path / "missing"), "--headless", "--frames", "0"]) == 2
     assert main(["live", str(tmp_path / "missing"), "--headless"]) == 2
+
+
+def test_live_cli_refuses_a_model_for_another_pixel_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deepscope.cli import main
+
+    torch.manual_seed(0)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    config = ModelConfig(
+        network=net.config,
+        normalisation=Normalisation.identity(3, 4095.0),
+        input_pixel_size_um=0.074,  # made for 100x frames; the simulator starts at 40x
+    )
+    model = save_model(tmp_path / "model", net, config)
+    base = ["live", str(model), "--simulate", "--headless", "--device", "cpu", "--json"]
+    base += ["--roi", "0", "0", "64", "48", "--exposure-ms", "5", "--frames", "3"]
+    assert main([*base, "--record", str(tmp_path / "rec")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("deepscope: error: camera pixel size 0.185 um")
+    assert "--force" in err[0]
+    assert not (tmp_path / "rec").exists()
+    assert main([*base, "--force"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames_enhanced"] >= 1
+    assert summary["paused"] is None

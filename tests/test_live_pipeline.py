@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,11 +17,13 @@ import torch
 from acquire.live.frames import LiveStats
 from acquire.live.pipeline import LivePipeline
 from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
+from acquire.live.sources import ReplaySource
 from deepscope.atomic import read_jsonl
 from deepscope.errors import HardwareError, InputError
 from deepscope.ometiff import read_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
-from model.inference.engine import Enhancer
+from model.inference.engine import Enhancer, Output
+from model.inference.view import ViewRequest, ViewWindow
 from model.network import DeepMicroscopyNet
 from simulators.core import SimulatedCore, make_core
 
@@ -51,14 +54,13 @@ class SlowEnhancer:
         self.inner = inner
         self.delay_s = delay_s
         self.scale = inner.scale
+        self.pixel_size_mismatch = inner.pixel_size_mismatch
 
     overlaps = False
 
-    def enhance_async(
-        self, image: np.ndarray, *, self_feed: bool = False
-    ) -> Callable[[], np.ndarray]:
+    def enhance_async(self, image: np.ndarray, **kw: Any) -> Callable[[], Output]:
         time.sleep(self.delay_s)
-        out = self.inner.enhance(image, self_feed=self_feed)
+        out = self.inner.enhance_async(image, **kw)()
         return lambda: out
 
 
@@ -70,13 +72,12 @@ class DeferredEnhancer:
     def __init__(self, inner: Enhancer) -> None:
         self.inner = inner
         self.scale = inner.scale
+        self.pixel_size_mismatch = inner.pixel_size_mismatch
         self.started: list[int] = []
 
-    def enhance_async(
-        self, image: np.ndarray, *, self_feed: bool = False
-    ) -> Callable[[], np.ndarray]:
+    def enhance_async(self, image: np.ndarray, **kw: Any) -> Callable[[], Output]:
         self.started.append(int(image[0, 0, 0]))
-        return lambda: self.inner.enhance(image, self_feed=self_feed)
+        return lambda: self.inner.enhance_async(image, **kw)()
 
 
 def ours() -> set[threading.Thread]:
@@ -293,7 +294,93 @@ def test_overlapping_enhancer_publishes_every_started_frame_in_order(
 def test_enhance_async_on_cpu_equals_enhance(enhancer: Enhancer) -> None:
     frame = np.random.default_rng(0).integers(0, 4096, (20, 24, 3), dtype=np.uint16)
     assert not enhancer.overlaps
-    np.testing.assert_array_equal(enhancer.enhance_async(frame)(), enhancer.enhance(frame))
+    np.testing.assert_array_equal(enhancer.enhance_async(frame)().full, enhancer.enhance(frame))
+
+
+def test_raw_view_follows_the_camera_while_the_model_is_slow(
+    core: SimulatedCore, enhancer: Enhancer
+) -> None:
+    pipeline = LivePipeline(core, SlowEnhancer(enhancer, 0.5))  # type: ignore[arg-type]
+    pipeline.start()
+    wait_for(pipeline, 3)
+    first = pipeline.latest_raw()
+    core.setXYPosition(300.0, 200.0)  # a stage move shows in the raw view at once
+    end = time.monotonic() + 5
+    moved = None
+    while time.monotonic() < end:
+        moved = pipeline.latest_raw()
+        if moved is not None and moved.meta["x_um"] == pytest.approx(300.0):
+            break
+        time.sleep(0.005)
+    enhanced = pipeline.latest()
+    stats = pipeline.stop()
+    assert first is not None
+    assert moved is not None
+    assert moved.meta["x_um"] == pytest.approx(300.0)
+    assert moved.index > first.index
+    assert moved.enhanced is None
+    assert moved.raw.shape == (48, 64, 3)
+    # the enhanced frame lags: at most a couple of 0.5 s frames done while many arrived
+    assert enhanced is None or enhanced.index < moved.index
+    assert stats.frames_enhanced < stats.frames_in
+
+
+def test_view_output_without_full_frames(core: SimulatedCore, enhancer: Enhancer) -> None:
+    pipeline = LivePipeline(core, enhancer, full_output=False)
+    pipeline.set_view(ViewRequest(0, 0, 64, 48, 40))
+    pipeline.start()
+    wait_for(pipeline, 5, enhanced=2)
+    frame = pipeline.latest()
+    pipeline.stop()
+    assert frame is not None
+    assert frame.enhanced is None  # the full frame stayed on the device
+    assert frame.window == ViewWindow(0, 120, 0, 160, 4)
+    assert frame.view is not None
+    assert frame.view.shape == (30, 40, 3)
+    assert frame.view.dtype == np.uint16  # cast on the device to the camera's dtype
+    full = enhancer.enhance(frame.raw)
+    expect = full.reshape(30, 4, 40, 4, 3).mean(axis=(1, 3))
+    assert np.abs(frame.view.astype(np.float32) - np.clip(expect, 0, 65535)).max() <= 1.0
+
+
+def test_enhancement_pauses_while_the_objective_does_not_match_the_model(
+    core: SimulatedCore, enhancer: Enhancer
+) -> None:
+    config = enhancer.config.model_copy(update={"input_pixel_size_um": 0.185})
+    matched = Enhancer(enhancer.net, config, device="cpu")
+    pipeline = LivePipeline(core, matched)
+    pipeline.start()
+    wait_for(pipeline, 3, enhanced=2)
+    assert pipeline.stats().paused is None
+    core.setConfig("Objective", "100x")
+    core.waitForConfig("Objective", "100x")
+    end = time.monotonic() + 10
+    while pipeline.stats().paused is None and time.monotonic() < end:
+        time.sleep(0.01)
+    paused = pipeline.stats()
+    time.sleep(0.2)
+    during = pipeline.stats()
+    latest = pipeline.latest()
+    core.setConfig("Objective", "40x")
+    core.waitForConfig("Objective", "40x")
+    wait_for(pipeline, during.frames_in + 3, enhanced=during.frames_enhanced + 2)
+    resumed = pipeline.stats()
+    pipeline.stop()
+    assert paused.paused is not None
+    assert "0.074" in paused.paused
+    assert latest is not None
+    assert latest.enhanced is None
+    assert latest.meta["pixel_size_um"] == pytest.approx(0.074)
+    assert during.frames_enhanced <= paused.frames_enhanced + 1  # at most the frame in flight
+    assert resumed.paused is None
+    assert resumed.frames_enhanced >= during.frames_enhanced + 2
+    unchecked = LivePipeline(core, matched, check_pixel_size=False)
+    core.setConfig("Objective", "100x")
+    unchecked.start()
+    wait_for(unchecked, 3, enhanced=2)
+    forced = unchecked.stop()
+    assert forced.paused is None
+    assert forced.frames_enhanced >= 2
 
 
 def skip_every_other_frame(core: SimulatedCore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,3 +454,56 @@ def test_a_failed_start_leaves_no_thread_behind(
     assert not core.isSequenceRunning()
     with pytest.raises(InputError, match="recording directory"):
         LivePipeline(core, None, save_enhanced=True)
+
+
+def test_replay_source_paces_frames_and_counts_blocking_submits() -> None:
+    frames = [np.full((4, 4, 3), i, np.uint16) for i in range(3)]
+    seen: list[int] = []
+
+    def submit(raw: np.ndarray, meta: dict[str, Any]) -> None:
+        seen.append(int(raw[0, 0, 0]))
+        if len(seen) == 5:
+            time.sleep(0.1)  # one submit holds the "camera" for 5 frame periods
+
+    source = ReplaySource(frames, 50.0, submit, {"pixel_size_um": 0.185})
+    source.start()
+    time.sleep(0.6)
+    assert source.stop()
+    assert source.error is None
+    assert 20 <= source.sent <= 32  # ~50 fps, catching up after the slow submit
+    assert seen[:6] == [0, 1, 2, 0, 1, 2]
+    assert source.blocked == 1
+    assert source.max_submit_ms >= 100
+    with pytest.raises(ValueError, match="frame rate"):
+        ReplaySource(frames, 0.0, submit, {})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_pipeline_keeps_up_with_a_fast_replayed_camera(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    config = ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0))
+    enhancer = Enhancer(net, config, device="cuda", cuda_graphs=True)
+    core = make_core(seed=0, sensor=(256, 256))
+    pipeline = LivePipeline(
+        core, enhancer, camera=False, full_output=False, record_dir=tmp_path / "rec"
+    )
+    pipeline.set_view(ViewRequest(0, 0, 256, 256, 128))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 4096, (256, 256, 3), dtype=np.uint16) for _ in range(4)]
+    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x", "pixel_size_um": 0.185}
+    pipeline.start()
+    source = ReplaySource(frames, 200.0, pipeline.submit, meta)
+    source.start()
+    time.sleep(2.0)
+    source.stop()
+    frame = pipeline.latest()
+    stats = pipeline.stop(timeout=30.0)
+    assert source.blocked == 0
+    assert stats.frames_in == source.sent >= 300
+    assert stats.frames_enhanced >= 0.5 * stats.frames_in
+    assert stats.recorded == source.sent
+    assert len(list((tmp_path / "rec" / "raw").glob("*.ome.tif"))) == source.sent
+    assert frame is not None
+    assert frame.view is not None
+    assert frame.view.shape == (128, 128, 3)

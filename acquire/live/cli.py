@@ -55,6 +55,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="precision"
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="enhance even when the camera's pixel size differs from the model's (> 2 %%)",
+    )
     p.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs per frame")
     p.set_defaults(func=run_live)
 
@@ -84,12 +89,17 @@ def run_live(args: argparse.Namespace) -> int:
     set_camera_roi(core, roi)
     if args.exposure_ms is not None:
         core.setExposure(args.exposure_ms)
+    reason = enhancer.pixel_size_mismatch(core.getPixelSizeUm())
+    if reason is not None and not args.force:
+        raise InputError(f"{reason}; pass --force to enhance anyway")
     pipeline = LivePipeline(
         core,
         enhancer,
         record_dir=args.record,
         save_enhanced=args.save_enhanced,
         self_feed=args.self_feed,
+        full_output=False,
+        check_pixel_size=not args.force,
     )
     pipeline.start()
     last_report = time.perf_counter()

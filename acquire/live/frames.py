@@ -7,13 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from model.inference.view import ViewWindow
+
 
 @dataclass(frozen=True)
 class LiveFrame:
     """A camera frame and, when a model is set, its enhancement.
 
-    ``arrival_s`` and ``ready_s`` are ``time.perf_counter()`` seconds; ``meta`` holds
-    ``x_um, y_um, z_um, objective, pixel_size_um, exposure_ms`` read from the core.
+    ``arrival_s`` and ``ready_s`` are ``time.perf_counter()`` seconds (``ready_s`` is set when the
+    frame was enhanced); ``meta`` holds ``x_um, y_um, z_um, objective, pixel_size_um,
+    exposure_ms`` read from the core. ``enhanced`` is the full-resolution enhanced frame (only
+    when the pipeline downloads it); ``view`` the part of it that the display asked for, reduced
+    on the device, with its ``window`` in enhanced pixels.
     """
 
     index: int
@@ -22,6 +27,8 @@ class LiveFrame:
     arrival_s: float
     ready_s: float | None
     meta: dict[str, Any] = field(default_factory=dict)
+    view: np.ndarray | None = None
+    window: ViewWindow | None = None
 
     @property
     def latency_ms(self) -> float | None:
@@ -31,7 +38,10 @@ class LiveFrame:
 
 @dataclass(frozen=True)
 class LiveStats:
-    """Counts, rates and arrival -> enhanced-ready latency percentiles of a live run."""
+    """Counts, rates and arrival -> enhanced-ready latency percentiles of a live run.
+
+    ``paused`` says why frames are not being enhanced right now (None while they are).
+    """
 
     frames_in: int
     frames_enhanced: int
@@ -42,6 +52,7 @@ class LiveStats:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    paused: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -3,7 +3,14 @@
 Threads: the source's reader (pops camera frames; never blocks), the inference worker (enhances
 the newest frame; older unprocessed frames are dropped and counted) and, when recording, the
 writer (saves every raw frame; a full queue stops the run with an error, never a silent drop).
-The GUI polls :meth:`LivePipeline.latest`.
+
+Back-pressure: the display drops (it polls :meth:`LivePipeline.latest_raw` for the newest camera
+frame at its own rate and :meth:`LivePipeline.latest` for the newest enhanced one); the
+recorder never drops. The display says what it shows (:meth:`LivePipeline.set_view`) so that the
+device reduces the enhanced frame to the view's size and only that crosses to the host; the
+full-resolution enhanced frame is downloaded only when asked for (``full_output``) or recorded.
+Frames whose pixel size does not match the model's input pixel size are not enhanced (the
+reason is in :attr:`LiveStats.paused`) until the optics match again.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from acquire.live.sources import CoreSequenceSource, FrameMetaReader, acquisitio
 from deepscope.errors import DeepscopeError, HardwareError, InputError
 
 if TYPE_CHECKING:
-    from model.inference.engine import Enhancer
+    from model.inference.engine import Enhancer, Output
+    from model.inference.view import ViewRequest
 
 log = logging.getLogger("deepscope.live")
 
@@ -57,6 +65,12 @@ class LivePipeline:
     record_budget_mb
         Memory the recording queue may hold before the run fails with
         :class:`~acquire.live.recorder.RecordingOverflowError`.
+    full_output
+        Download every enhanced frame at full resolution (``LiveFrame.enhanced``); False when a
+        display's view (:meth:`set_view`) is all that is needed.
+    check_pixel_size
+        Pause enhancement while the camera's pixel size differs from the model's input pixel
+        size by more than 2 % (e.g. after switching to another objective).
     """
 
     def __init__(
@@ -69,6 +83,8 @@ class LivePipeline:
         self_feed: bool = False,
         camera: bool = True,
         record_budget_mb: float = 1024.0,
+        full_output: bool = True,
+        check_pixel_size: bool = True,
     ) -> None:
         if save_enhanced and record_dir is None:
             raise InputError("saving enhanced frames needs a recording directory (--record DIR)")
@@ -81,6 +97,11 @@ class LivePipeline:
         self._enhancer = enhancer
         self._self_feed = self_feed
         self._use_camera = camera
+        self.full_output = full_output
+        self.check_pixel_size = check_pixel_size
+        self._view: ViewRequest | None = None
+        self._paused: str | None = None
+        self._latest_raw: LiveFrame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._pending: Job | None = None
@@ -180,6 +201,11 @@ class LivePipeline:
         with self._cond:
             self._self_feed = self_feed
 
+    def set_view(self, view: ViewRequest | None) -> None:
+        """What the display shows (raw pixels, screen size); None: no view-sized output."""
+        with self._cond:
+            self._view = view
+
     def acquisition_hook(
         self,
     ) -> Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
@@ -196,6 +222,11 @@ class LivePipeline:
         with self._cond:
             return self._latest
 
+    def latest_raw(self) -> LiveFrame | None:
+        """The newest camera frame (not enhanced), as soon as it arrived: the raw view's feed."""
+        with self._cond:
+            return self._latest_raw
+
     def stats(self) -> LiveStats:
         """A snapshot of counts, rates and latency percentiles."""
         with self._cond:
@@ -210,6 +241,7 @@ class LivePipeline:
                 latency_p50_ms=p50,
                 latency_p95_ms=p95,
                 latency_p99_ms=p99,
+                paused=self._paused,
             )
 
     def submit(self, raw: np.ndarray, meta: dict[str, Any]) -> None:
@@ -228,6 +260,7 @@ class LivePipeline:
             if self._pending is not None:
                 self._dropped += 1
             self._pending = (index, raw, now, meta)
+            self._latest_raw = LiveFrame(index, raw, None, now, None, meta)
             self._cond.notify()
         if self._recorder is not None:
             try:
@@ -277,8 +310,8 @@ class LivePipeline:
         if self._use_camera and self.core.isSequenceRunning():
             self.core.stopSequenceAcquisition()
 
-    def _next(self, wait: bool) -> tuple[Job, Enhancer | None, bool] | None:
-        """The newest unprocessed frame with the model settings to use; None when stopping.
+    def _next(self, wait: bool) -> tuple[Job, Enhancer | None, bool, ViewRequest | None] | None:
+        """The newest unprocessed frame with the settings to use; None when stopping.
 
         Without *wait*, also None when no frame is pending.
         """
@@ -286,16 +319,32 @@ class LivePipeline:
             while not self._stop.is_set():
                 job, self._pending = self._pending, None
                 if job is not None:
-                    return job, self._enhancer, self._self_feed
+                    return job, self._enhancer, self._self_feed, self._view
                 if not wait:
                     return None
                 self._cond.wait(0.1)
             return None
 
+    def _pause_reason(self, enhancer: Enhancer, meta: dict[str, Any]) -> str | None:
+        """Why this frame is not enhanced (optics and model differ), logged when it changes."""
+        reason = (
+            enhancer.pixel_size_mismatch(meta.get("pixel_size_um"))
+            if self.check_pixel_size
+            else None
+        )
+        with self._cond:
+            changed, self._paused = reason != self._paused, reason
+        if changed:
+            if reason is None:
+                log.info("enhancement resumed: the pixel size matches the model again")
+            else:
+                log.warning("enhancement paused: %s", reason)
+        return reason
+
     def _work(self) -> None:
         # On CUDA the next frame is started before the previous one is collected, so its upload
         # and compute overlap the previous download; on the CPU each frame completes in turn.
-        inflight: tuple[Job, Enhancer, Callable[[], np.ndarray]] | None = None
+        inflight: tuple[Job, Enhancer, Callable[[], Output]] | None = None
         try:
             while True:
                 got = self._next(wait=inflight is None)
@@ -305,14 +354,24 @@ class LivePipeline:
                     self._collect(*inflight)
                     inflight = None
                     continue
-                job, enhancer, self_feed = got
-                if enhancer is None:
+                job, enhancer, self_feed, view = got
+                if enhancer is None or self._pause_reason(enhancer, job[3]) is not None:
                     if inflight is not None:
                         self._collect(*inflight)
                         inflight = None
                     self._publish(job, None, None)
                     continue
-                collect = enhancer.enhance_async(job[1], self_feed=self_feed)
+                raw = job[1]
+                record = self.save_enhanced and self._recorder is not None
+                # recorded-only frames are cast to the camera's dtype on the device
+                cast = not self.full_output and raw.dtype in (np.uint8, np.uint16)
+                collect = enhancer.enhance_async(
+                    raw,
+                    self_feed=self_feed,
+                    full=self.full_output or record,
+                    view=view,
+                    dtype=raw.dtype if cast else np.float32,
+                )
                 if inflight is not None:
                     self._collect(*inflight)
                     inflight = None
@@ -323,28 +382,37 @@ class LivePipeline:
         except Exception as exc:  # out of GPU memory, recording overflow: stop loudly
             self._fail(exc)
 
-    def _collect(self, job: Job, enhancer: Enhancer, collect: Callable[[], np.ndarray]) -> None:
-        enhanced = collect()
-        self._publish(job, enhanced, enhancer)
+    def _collect(self, job: Job, enhancer: Enhancer, collect: Callable[[], Output]) -> None:
+        self._publish(job, collect(), enhancer)
 
-    def _publish(self, job: Job, enhanced: np.ndarray | None, enhancer: Enhancer | None) -> None:
+    def _publish(self, job: Job, out: Output | None, enhancer: Enhancer | None) -> None:
         index, raw, arrival, meta = job
-        ready = time.perf_counter() if enhanced is not None else None
-        frame = LiveFrame(index, raw, enhanced, arrival, ready, meta)
+        ready = time.perf_counter() if out is not None else None
+        enhanced = out.full if out is not None and self.full_output else None
+        frame = LiveFrame(
+            index,
+            raw,
+            enhanced,
+            arrival,
+            ready,
+            meta,
+            view=out.view if out is not None else None,
+            window=out.window if out is not None else None,
+        )
         with self._cond:
             self._latest = frame
             if ready is not None:
                 self._frames_enhanced += 1
                 self._readies.append(ready)
                 self._latencies_ms.append(1e3 * (ready - arrival))
-        if enhanced is None or enhancer is None or not self.save_enhanced:
+        if out is None or out.full is None or enhancer is None or not self.save_enhanced:
             return
         if self._recorder is not None:
             px = meta["pixel_size_um"] / enhancer.scale
             item = RecordItem(
                 "enhanced",
                 index,
-                as_storable(enhanced, raw.dtype),
+                as_storable(out.full, raw.dtype),
                 {**meta, "pixel_size_um": px},
                 arrival - self._t0,
             )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,75 @@ class CoreSequenceSource:
                 core.stopSequenceAcquisition()
             if self.on_error is not None:
                 self.on_error(exc)
+
+
+class ReplaySource:
+    """Replay recorded frames into live mode at a fixed frame rate, as a camera would.
+
+    Frame ``k`` is due at ``start + k / fps``; the thread sleeps until then and calls
+    ``submit(frames[k % len(frames)], meta)``. A submit that takes longer than a frame period
+    would hold up a real camera: those are counted (``blocked``), with the longest submit time
+    (``max_submit_ms``) and the furthest the replay fell behind its schedule (``max_lag_ms``).
+    Used to measure live mode at camera rates that no simulated camera reaches.
+
+    Parameters
+    ----------
+    frames
+        The frames to cycle through.
+    fps
+        Frames per second.
+    submit
+        Called for each frame; must not block.
+    meta
+        The ``LiveFrame.meta`` dict passed with every frame.
+    """
+
+    def __init__(
+        self, frames: Sequence[np.ndarray], fps: float, submit: Submit, meta: dict[str, Any]
+    ) -> None:
+        if not frames or not fps > 0:
+            raise ValueError("a replay needs at least one frame and a positive frame rate")
+        self.frames = list(frames)
+        self.fps = float(fps)
+        self.submit = submit
+        self.meta = meta
+        self.sent = 0
+        self.blocked = 0
+        self.max_submit_ms = 0.0
+        self.max_lag_ms = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deepscope-replay", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start replaying."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop and join; True if the thread ended."""
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        period = 1.0 / self.fps
+        start = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                due = start + self.sent * period
+                wait = due - time.perf_counter()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                t0 = time.perf_counter()
+                self.submit(self.frames[self.sent % len(self.frames)], self.meta)
+                took = time.perf_counter() - t0
+                self.max_submit_ms = max(self.max_submit_ms, 1e3 * took)
+                self.max_lag_ms = max(self.max_lag_ms, 1e3 * (t0 - due))
+                self.sent += 1
+                if took > period:
+                    self.blocked += 1
+        except Exception as exc:  # reported by the caller through .error
+            self.error = exc
 
 
 #: Micro-Manager image tags -> ``LiveFrame.meta`` keys.

@@ -55,6 +55,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="compute precision (default: bf16/fp16 on CUDA, fp32 on CPU)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="enhance inputs whose pixel size differs from the model's input pixel size",
+    )
     p.set_defaults(func=run_enhance)
 
 
@@ -128,8 +133,12 @@ def run_enhance(args: argparse.Namespace) -> int:
         precision=args.precision,
         tile=args.tile,
         overlap=args.overlap,
-        progress=True,
     )
+    if not args.force:  # every input is checked before anything is written
+        for src in args.inputs:
+            reason = enhancer.pixel_size_mismatch(read_ome_tiff(src)[1].pixel_size_um)
+            if reason is not None:
+                raise InputError(f"{src}: {reason}; pass --force to enhance it anyway")
     log.info("enhancing %d file(s) with %s", len(targets), enhancer.describe())
     written = []
     start = time.perf_counter()

@@ -14,6 +14,16 @@ from model.network import DeepMicroscopyNet
 #: NVIDIA H100 SXM: dense bf16 tensor-core peak and HBM3 bandwidth (datasheet figures).
 H100_BF16_FLOPS = 990e12
 H100_HBM_BYTES_PER_S = 3.35e12
+#: Dense bf16 peak and memory bandwidth per GPU name fragment (datasheet figures, SXM parts).
+DEVICE_PEAKS = {"H200": (990e12, 4.8e12), "H100": (H100_BF16_FLOPS, H100_HBM_BYTES_PER_S)}
+
+
+def device_peaks(name: str) -> tuple[float, float] | None:
+    """``(bf16 FLOP/s, bytes/s)`` of a GPU named like ``"NVIDIA H200"``; None when unknown."""
+    for key, peaks in DEVICE_PEAKS.items():
+        if key in name:
+            return peaks
+    return None
 
 
 @dataclass(frozen=True)
@@ -21,7 +31,9 @@ class FrameCost:
     """Work for one ``height x width`` frame; bytes at ``element_bytes`` per value.
 
     ``min_bytes`` is input + output + weights (perfect fusion); ``layer_bytes`` adds every
-    layer's activations read and written once (layer-by-layer execution, what eager runs).
+    layer's activations read and written once (layer-by-layer execution, what eager runs);
+    ``peak_bytes`` is the largest input + output of one layer (the activations that must be in
+    memory at once, without the residual inputs kept alive across a block).
     """
 
     height: int
@@ -29,6 +41,7 @@ class FrameCost:
     flops: int
     min_bytes: int
     layer_bytes: int
+    peak_bytes: int
     element_bytes: int
 
     def floor_s(self, peak_flops: float, bytes_per_s: float, *, fused: bool = False) -> float:
@@ -62,10 +75,13 @@ def frame_cost(
     """
     meta_net = copy.deepcopy(net).to("meta").eval()
     layer_values = 0
+    peak_values = 0
 
     def count(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal layer_values
-        layer_values += sum(int(t.numel()) for t in inputs) + int(output.numel())
+        nonlocal layer_values, peak_values
+        values = sum(int(t.numel()) for t in inputs) + int(output.numel())
+        layer_values += values
+        peak_values = max(peak_values, values)
 
     leaves = [m for m in meta_net.modules() if not list(m.children())]
     handles = [m.register_forward_hook(count) for m in leaves]
@@ -85,5 +101,6 @@ def frame_cost(
         flops=int(counter.get_total_flops()),
         min_bytes=(io + weights) * element_bytes,
         layer_bytes=(layer_values + weights) * element_bytes,
+        peak_bytes=peak_values * element_bytes,
         element_bytes=element_bytes,
     )
