@@ -227,9 +227,12 @@ class PassRunner:
                 return
             try:
                 self._write(fields[i], c, optics, exposure_ms, zstack, stage[i], focus[i], failures)
-            except DeepscopeError as exc:  # disk full and the like: stop, keep what is written
+            except DeepscopeError as exc:  # disk full, unwritable file: stop, keep what is written
                 state["fatal"] = exc
                 acq.abort()
+                return
+            except Exception as exc:  # charged to this field, not the one the engine is on
+                fail(i, f"saving: {type(exc).__name__}: {exc}")
                 return
             completed.add(fields[i].field_id)
             del collected[i]

@@ -9,8 +9,10 @@ manifest line (acquired again on resume and replaced atomically), or a finished 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,12 +29,30 @@ from acquire.dataset import (
 )
 from acquire.layout import FieldSpec
 from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
-from deepscope.errors import InputError
+from deepscope.errors import InputError, StorageError
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 
 log = logging.getLogger("deepscope.acquire")
 
 TARGETS_NAME = "targets.json"
+
+
+@contextlib.contextmanager
+def _writing(what: str, path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing *what* into a :class:`StorageError` naming it.
+
+    The acquisition stops on it (re-imaging a field whose file cannot be written only adds
+    light on the sample); a full disk stays a :class:`~deepscope.errors.DiskFullError`.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write {what} to {path}: {exc.strerror or exc}; fix that, then rerun with "
+            "--resume (every field recorded before is intact)"
+        ) from exc
 
 
 def now_iso() -> str:
@@ -111,7 +131,8 @@ class DatasetWriter:
     ) -> FieldRecord:
         """Write a field's image atomically, then append its ``done`` record."""
         rel = f"{FIELDS_DIR}/{spec.filename}"
-        write_ome_tiff(self.root / rel, stack, meta)
+        with _writing(spec.field_id, self.root / rel):
+            write_ome_tiff(self.root / rel, stack, meta)
         record = FieldRecord(
             field_id=spec.field_id,
             role=spec.role,
@@ -126,7 +147,8 @@ class DatasetWriter:
             attempts=attempts,
             finished_at=now_iso(),
         )
-        append_jsonl(self.manifest, record.model_dump(mode="json"))
+        with _writing(f"the record of {spec.field_id}", self.manifest):
+            append_jsonl(self.manifest, record.model_dump(mode="json"))
         return record
 
     def write_failure(
@@ -146,7 +168,8 @@ class DatasetWriter:
             reason=reason,
             finished_at=now_iso(),
         )
-        append_jsonl(self.manifest, record.model_dump(mode="json"))
+        with _writing(f"the failure record of {spec.field_id}", self.manifest):
+            append_jsonl(self.manifest, record.model_dump(mode="json"))
         return record
 
     def saved_targets(self) -> list[tuple[float, float]] | None:

@@ -1,7 +1,9 @@
 """Exceptions that the CLI turns into one-line messages.
 
 Raise these for anything a user can fix (bad value, missing file, wrong model); the CLI prints
-``deepscope: error: <message>`` and exits with a non-zero code, without a traceback.
+``deepscope: error: <message>`` and exits with the class's ``exit_code`` (2 bad input, 3
+hardware, 4 disk), without a traceback. :func:`deepscope.cli.error_line` maps every other
+exception a user can cause (``OSError``, ``UnicodeDecodeError``, ``MemoryError``) the same way.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ class InputError(DeepscopeError, ValueError):
     """
 
 
+class LockedError(InputError):
+    """An output directory is in use by another deepscope process (named in the message)."""
+
+
 class HardwareError(DeepscopeError, RuntimeError):
     """A device (camera, stage, turret) failed or timed out."""
 
     exit_code = 3
 
 
-class DiskFullError(DeepscopeError, OSError):
-    """Writing output failed because the disk is full; what was complete before is intact."""
+class StorageError(DeepscopeError, OSError):
+    """Output could not be written (read-only, permission, a directory in the way, disk full)."""
 
     exit_code = 4
+
+
+class DiskFullError(StorageError):
+    """Writing output failed because the disk is full; what was complete before is intact."""

@@ -169,7 +169,7 @@ def write_ome_tiff(
     stack = np.ascontiguousarray(as_zyxc(np.asarray(data)))
     xml = _ome_xml(stack, meta)
     final = Path(path)
-    with atomic_path(final) as tmp:
+    with atomic_path(final, size_hint=stack.nbytes + len(xml)) as tmp:
         nc = stack.shape[-1]
         page_data = stack if nc > 1 else stack[..., 0]
         tifffile.imwrite(
