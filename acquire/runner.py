@@ -29,6 +29,7 @@ from acquire.storage import DatasetWriter, now_iso
 from acquire.targets import content_check, tile_focus
 from deepscope import __version__
 from deepscope.errors import InputError
+from deepscope.locking import directory_lock
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -163,6 +164,7 @@ def run_acquisition(
     profile = profile or MicroscopeProfile()
     cancel = cancel or threading.Event()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(directory_lock(out_dir))  # before the turret or any stage moves
         scope = core if isinstance(core, Scope) else stack.enter_context(python_scope(core))
         saved_roi = scope.roi() if plan.camera_roi is not None else None
         if saved_roi is not None:  # put back the ROI the plan replaces

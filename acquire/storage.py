@@ -30,6 +30,7 @@ from acquire.dataset import (
 from acquire.layout import FieldSpec
 from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
 from deepscope.errors import InputError, StorageError
+from deepscope.locking import LOCK_NAME
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 
 log = logging.getLogger("deepscope.acquire")
@@ -104,7 +105,7 @@ class DatasetWriter:
             if removed:
                 log.info("removed %d partial file(s) left by an interrupted run", removed)
             return cls(root, existing)
-        if root.exists() and any(root.iterdir()):
+        if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
             raise InputError(f"{root} is not empty and not a deepscope dataset; choose a new --out")
         root.mkdir(parents=True, exist_ok=True)
         (root / FIELDS_DIR).mkdir(exist_ok=True)
