@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepscope.cli import common_options, emit_json
+from deepscope.paths import check_output_file
 
 if TYPE_CHECKING:
     from acquire.backends import Scope
@@ -157,6 +158,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from acquire.calibrate import calibrate, calibrated_profile
     from acquire.plan import CameraROI
 
+    check_output_file(args.out)  # before the stage and turret move
     profile = _profile(args)
     roi = CameraROI(width=args.roi, height=args.roi) if args.roi else None
     with _scope(args, specimen="usaf") as scope:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deepscope.atomic import read_jsonl
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, read_ome_tiff
-from deepscope.paths import safe_join
+from deepscope.paths import read_user_text, safe_join
 
 DATASET_VERSION: Literal[1] = 1
 INFO_NAME = "dataset.json"
@@ -140,7 +140,7 @@ def open_dataset(directory: str | Path) -> Dataset:
     if not info_path.is_file():
         raise InputError(f"{root} is not a deepscope dataset: {INFO_NAME} is missing")
     try:
-        info = DatasetInfo.model_validate(json.loads(info_path.read_text(encoding="utf-8")))
+        info = DatasetInfo.model_validate(json.loads(read_user_text(info_path, "dataset")))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise InputError(f"{info_path}: not a valid dataset description ({exc})") from exc
     return Dataset(root, info, read_records(root))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from acquire.dataset import Calibration
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
+from deepscope.paths import read_user_text
 
 
 class ObjectiveSpec(BaseModel):
@@ -95,7 +96,7 @@ class MicroscopeProfile(BaseModel):
         """Load a profile from YAML or JSON."""
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_user_text(p, "profile")
             raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
             return cls.model_validate(raw)
         except OSError as exc:

@@ -8,6 +8,17 @@ exception a user can cause (``OSError``, ``UnicodeDecodeError``, ``MemoryError``
 
 from __future__ import annotations
 
+from typing import Any
+
+#: how much of an offending value an error line shows (a YAML alias bomb must not print 25 MB)
+SHOWN_CHARS = 80
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to :data:`SHOWN_CHARS` characters for an error line."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...({len(text)} chars)"
+
 
 class DeepscopeError(Exception):
     """Base class for errors that carry a user-facing one-line message."""

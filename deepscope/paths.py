@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from deepscope.errors import InputError
+from deepscope.errors import InputError, StorageError
 
 
 def safe_join(root: str | Path, relative: str | Path) -> Path:
@@ -50,3 +51,36 @@ def check_new_outputs(outputs: list[Path], inputs: list[Path]) -> None:
                     f"output {out} is inside {parent}, which holds acquired or registered data "
                     f"({marker}); write enhanced images to another directory"
                 )
+
+
+def read_user_text(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a user's file (*what*: "plan", "profile"...), or a one-line error."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{what} {p} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "expected UTF-8 JSON or YAML"
+        ) from exc
+    except OSError as exc:
+        raise InputError(f"{what} {p} cannot be read ({exc.strerror or exc})") from exc
+
+
+def check_output_file(path: str | Path) -> None:
+    """Refuse, before any work, an output file that could not be written.
+
+    Raises :class:`~deepscope.errors.InputError` if *path* is a directory or sits below a file,
+    and :class:`~deepscope.errors.StorageError` if its nearest existing directory is not
+    writable (read-only filesystem or no permission).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"output {p} is a directory; expected a file name")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"output {p} is below {parent}, which is a file; expected a directory")
+    if not os.access(parent, os.W_OK):
+        raise StorageError(f"cannot write {p}: {parent} is read-only or not writable")

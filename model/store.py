@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from deepscope.atomic import atomic_path, atomic_write_text
 from deepscope.errors import InputError
+from deepscope.paths import read_user_text
 from model.config import ModelConfig
 from model.network import DeepMicroscopyNet
 
@@ -39,7 +40,7 @@ def load_config(directory: str | Path) -> ModelConfig:
     if not path.is_file():
         raise InputError(f"{d} is not a model directory: {CONFIG_NAME} is missing")
     try:
-        return ModelConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return ModelConfig.model_validate(json.loads(read_user_text(path, "model config")))
     except (json.JSONDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
         raise InputError(f"{path}: not a valid deepscope model config ({first})") from exc

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _snap(args: argparse.Namespace) -> int:
     from deepscope.errors import InputError
     from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+    from deepscope.paths import check_output_file
     from simulators import OBJECTIVES, make_core
 
     if args.objective not in OBJECTIVES:
@@ -55,6 +56,7 @@ def _snap(args: argparse.Namespace) -> int:
         )
     if not str(args.output).endswith((".ome.tif", ".ome.tiff")):
         raise InputError(f"output {args.output} must end in .ome.tif or .ome.tiff")
+    check_output_file(args.output)
     core = make_core(seed=args.seed, specimen=args.specimen, objective=args.objective)
     core.setExposure(args.exposure_ms)
     if args.roi:

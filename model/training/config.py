@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepscope.errors import InputError
+from deepscope.paths import read_user_text
 
 TRAIN_CONFIG_NAME = "train_config.json"
 
@@ -57,9 +58,7 @@ class TrainConfig(BaseModel):
         """Read a JSON file written by :meth:`pydantic.BaseModel.model_dump_json`."""
         p = Path(path)
         try:
-            return cls.model_validate(json.loads(p.read_text(encoding="utf-8")))
-        except FileNotFoundError as exc:
-            raise InputError(f"training config {p} not found") from exc
+            return cls.model_validate(json.loads(read_user_text(p, "training config")))
         except (json.JSONDecodeError, ValidationError) as exc:
             first = str(exc).splitlines()[0]
             raise InputError(f"{p}: not a valid training config ({first})") from exc
