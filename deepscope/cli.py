@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from deepscope import __version__
 from deepscope.atomic import is_disk_full
-from deepscope.errors import DeepscopeError, shown
+from deepscope.errors import DeepscopeError, describe_validation
 
 log = logging.getLogger("deepscope")
 
@@ -72,13 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: ValidationError) -> str:
-    errors = exc.errors()
-    parts = []
-    for err in errors[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{loc}: {err['msg']} (got {shown(err.get('input'))})")
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return f"invalid {exc.title}: " + "; ".join(parts) + more
+    return f"invalid {exc.title}: {describe_validation(exc.errors())}"
 
 
 #: errno values that mean the user named a wrong path (exit 2); other OS errors are the disk's

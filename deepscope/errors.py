@@ -52,3 +52,13 @@ class StorageError(DeepscopeError, OSError):
 
 class DiskFullError(StorageError):
     """Writing output failed because the disk is full; what was complete before is intact."""
+
+
+def describe_validation(errors: list[Any], at_most: int = 3) -> str:
+    """One line for pydantic's ``exc.errors()``: ``loc: message (got value)``, a few at most."""
+    parts = []
+    for err in errors[:at_most]:
+        loc = ".".join(str(p) for p in err["loc"]) or "value"
+        parts.append(f"{loc}: {err['msg']} (got {shown(err.get('input'))})")
+    more = f" (and {len(errors) - at_most} more)" if len(errors) > at_most else ""
+    return "; ".join(parts) + more

@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepscope.atomic import atomic_path, atomic_write_text
-from deepscope.errors import InputError
+from deepscope.errors import InputError, describe_validation
 from deepscope.paths import read_user_text
 from model.config import ModelConfig
 from model.network import DeepMicroscopyNet
@@ -41,9 +41,10 @@ def load_config(directory: str | Path) -> ModelConfig:
         raise InputError(f"{d} is not a model directory: {CONFIG_NAME} is missing")
     try:
         return ModelConfig.model_validate(json.loads(read_user_text(path, "model config")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path}: not a valid deepscope model config ({first})") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not a valid deepscope model config ({exc})") from exc
+    except ValidationError as exc:
+        raise InputError(f"{path}: {describe_validation(exc.errors())}") from exc
 
 
 def load_model(
