@@ -79,6 +79,15 @@ class Normalisation(BaseModel):
     target_offset: tuple[float, ...]
     target_scale: tuple[float, ...]
 
+    @field_validator("input_scale", "target_scale")
+    @classmethod
+    def _positive(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(x <= 0 for x in v):
+            raise ValueError(
+                f"scales must be positive per channel (a 0 makes every pixel 0), got {v}"
+            )
+        return v
+
     @classmethod
     def identity(cls, channels: int, max_value: float = 1.0) -> Normalisation:
         """Map ``[0, max_value]`` to ``[0, 1]`` for input and target alike."""

@@ -80,9 +80,32 @@ def load_model(
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{weights}: not a valid safetensors file ({exc})") from exc
     net = DeepMicroscopyNet(net_cfg)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({first})") from exc
+    _check_weights(weights, state, net.state_dict())
+    net.load_state_dict(state, strict=True)
     return net.to(device).eval(), config
+
+
+def _check_weights(
+    path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> None:
+    """Refuse weights that are missing, extra, mis-shaped, not floating point or not finite."""
+    for name, ref in expected.items():
+        t = state.get(name)
+        if t is None:
+            raise InputError(
+                f"{path}: weights do not match {CONFIG_NAME}: tensor {name} is missing"
+            )
+        if tuple(t.shape) != tuple(ref.shape):
+            raise InputError(
+                f"{path}: weights do not match {CONFIG_NAME}: tensor {name} has shape "
+                f"{tuple(t.shape)}, the network needs {tuple(ref.shape)}"
+            )
+        if not t.is_floating_point():
+            raise InputError(f"{path}: tensor {name} is {t.dtype}; expected floating point")
+        if not bool(torch.isfinite(t).all()):
+            raise InputError(f"{path}: tensor {name} holds NaN or infinite values")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise InputError(
+            f"{path}: weights do not match {CONFIG_NAME}: tensor {extra[0]} is not in the network"
+        )
