@@ -186,6 +186,9 @@ def _run_plan(
 ) -> AcquisitionSummary:
     t_start = time.monotonic()
     # -- everything checked before any stage moves -------------------------------------------
+    DatasetWriter.check(out_dir, plan.plan_hash(), resume=resume)
+    for spec in (plan.targets, plan.tiles):  # the camera refuses an exposure it cannot take
+        scope.set_exposure(spec.exposure_ms)
     if plan.camera_roi is not None:
         scope.set_roi(plan.camera_roi)
     target_optics = _objective_info(scope, profile, plan.targets.objective)

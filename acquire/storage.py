@@ -32,6 +32,7 @@ from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
 from deepscope.errors import InputError, StorageError
 from deepscope.locking import LOCK_NAME
 from deepscope.ometiff import ImageMeta, write_ome_tiff
+from deepscope.paths import read_user_text
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -70,6 +71,37 @@ class DatasetWriter:
         self.fields_dir = root / FIELDS_DIR
         self.manifest = root / MANIFEST_NAME
 
+    @staticmethod
+    def check(directory: str | Path, plan_hash: str, *, resume: bool) -> DatasetInfo | None:
+        """Check that *directory* can take the plan *plan_hash*, before anything moves.
+
+        Returns the dataset description already there (None for a new or empty directory).
+        Raises :class:`InputError` for files that are not a dataset, a dataset of a different
+        plan, or this plan's dataset without *resume*.
+        """
+        root = Path(directory)
+        info_path = root / INFO_NAME
+        if not info_path.is_file():
+            if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
+                raise InputError(
+                    f"{root} is not empty and not a deepscope dataset; choose a new --out"
+                )
+            return None
+        try:
+            existing = DatasetInfo.model_validate(json.loads(read_user_text(info_path, "dataset")))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise InputError(f"{info_path} is not a valid dataset description") from exc
+        if existing.plan_hash != plan_hash:
+            raise InputError(
+                f"{root} holds a dataset of a different plan (hash {existing.plan_hash[:12]},"
+                f" this plan {plan_hash[:12]}); choose a new --out directory"
+            )
+        if not resume:
+            raise InputError(
+                f"{root} already holds a dataset of this plan; pass --resume to continue it"
+            )
+        return existing
+
     @classmethod
     def open(cls, directory: str | Path, info: DatasetInfo, *, resume: bool) -> DatasetWriter:
         """Create *directory* for *info*, or reopen it to resume the same plan.
@@ -80,22 +112,8 @@ class DatasetWriter:
         """
         root = Path(directory)
         info_path = root / INFO_NAME
-        if info_path.is_file():
-            try:
-                existing = DatasetInfo.model_validate(
-                    json.loads(info_path.read_text(encoding="utf-8"))
-                )
-            except (json.JSONDecodeError, ValidationError) as exc:
-                raise InputError(f"{info_path} is not a valid dataset description") from exc
-            if existing.plan_hash != info.plan_hash:
-                raise InputError(
-                    f"{root} holds a dataset of a different plan (hash {existing.plan_hash[:12]},"
-                    f" this plan {info.plan_hash[:12]}); choose a new --out directory"
-                )
-            if not resume:
-                raise InputError(
-                    f"{root} already holds a dataset of this plan; pass --resume to continue it"
-                )
+        existing = cls.check(root, info.plan_hash, resume=resume)
+        if existing is not None:
             if existing.profile != info.profile:
                 raise InputError(
                     f"{root} was acquired with a different microscope profile (objectives or "
@@ -105,8 +123,6 @@ class DatasetWriter:
             if removed:
                 log.info("removed %d partial file(s) left by an interrupted run", removed)
             return cls(root, existing)
-        if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
-            raise InputError(f"{root} is not empty and not a deepscope dataset; choose a new --out")
         root.mkdir(parents=True, exist_ok=True)
         (root / FIELDS_DIR).mkdir(exist_ok=True)
         atomic_write_json(info_path, info.model_dump(mode="json"))
