@@ -11,7 +11,7 @@ Stages, each a directory under ``--out`` (default ``demo-output/``)::
     live/          live enhanced preview: side-by-side PNG + latency JSON  -> live
 
 A rerun continues where the last one stopped: finished acquisition fields, pairs and training
-epochs are kept, and a finished stage is not redone.
+steps are kept, and a finished stage is not redone.
 """
 
 from __future__ import annotations
@@ -184,29 +184,33 @@ def register_stage(out: Path, seed: int) -> dict[str, Any]:
     return summary.model_dump(mode="json")
 
 
-def train_stage(out: Path, epochs: int, seed: int) -> dict[str, Any]:
-    """Train (or resume training) into ``out/model``; returns the best validation scores."""
+def train_stage(out: Path, steps: int, seed: int, init: Path | None) -> dict[str, Any]:
+    """Fine-tune *init* (or train from scratch) into ``out/model``; best validation scores."""
     from model.training import train_model
-    from model.training.config import EpochMetrics, TrainConfig
+    from model.training.config import TrainConfig, ValMetrics
 
-    config = TrainConfig(epochs=epochs, seed=seed, batch_size=16, lr=1e-3, checkpoint_every=20)
-    bar = _bar("train", "epoch")
-    bar.total = epochs
+    config = TrainConfig(steps=steps, seed=seed, val_every=max(1, steps // 6))
+    bar = _bar("train", "step")
+    bar.total = steps
 
-    def progress(m: EpochMetrics) -> None:
-        bar.n = m.epoch
-        bar.set_postfix_str(f"loss={m.train_loss:.4g} val_ssim={m.val_ssim:.4f}")
+    def progress(m: ValMetrics) -> None:
+        bar.n = m.step
+        bar.set_postfix_str(f"loss={m.train_loss:.4g} val_psnr={m.val_psnr:.2f}")
 
     try:
-        result = train_model(out / "pairs", out / "model", config, progress=progress)
+        result = train_model(out / "pairs", out / "model", config, init=init, progress=progress)
     finally:
         bar.close()
     return {
-        "best_epoch": result.best_epoch,
+        "init": str(init) if init is not None else None,
+        "steps": result.steps,
+        "best_step": result.best_step,
         "val_ssim": round(result.best_val_ssim, 4),
         "val_psnr": round(result.best_val_psnr, 2),
         "bicubic_val_ssim": round(result.bicubic_val_ssim, 4),
         "bicubic_val_psnr": round(result.bicubic_val_psnr, 2),
+        "beats_bicubic": result.beats_bicubic,
+        "steps_per_second": round(result.steps_per_second, 2),
     }
 
 
@@ -296,11 +300,16 @@ def run_demo(
     seed: int = 0,
     fields: int = 16,
     roi: int = 512,
-    epochs: int = 20,
+    steps: int = 150,
+    init: Path | None = None,
     live_seconds: float = 5.0,
     headless: bool = False,
 ) -> DemoResult:
-    """Run every stage on the simulator, resuming what a previous run left."""
+    """Run every stage on the simulator, resuming what a previous run left.
+
+    Training fine-tunes *init* (default: the reference model shipped with deepscope) for
+    *steps* steps on the demo's own pairs.
+    """
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
     plan = demo_plan(fields, roi)
@@ -317,7 +326,11 @@ def run_demo(
             lambda: acquire_stage(out, plan, seed),
         ),
         ("register", "2/5 registration and QC", lambda: register_stage(out, seed)),
-        ("train", "3/5 training", lambda: train_stage(out, epochs, seed)),
+        (
+            "train",
+            "3/5 training (fine-tuning the reference model)",
+            lambda: train_stage(out, steps, seed, init),
+        ),
         ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out)),
         ("live", "5/5 live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
     ]
@@ -350,13 +363,15 @@ def run_demo(
 
 def _run(args: argparse.Namespace) -> int:
     from deepscope.cli import emit_json
+    from model.store import reference_model_dir
 
     result = run_demo(
         Path(args.out),
         seed=args.seed,
         fields=args.fields,
         roi=args.roi,
-        epochs=args.epochs,
+        steps=args.steps,
+        init=None if args.from_scratch else (args.init or reference_model_dir()),
         live_seconds=args.live_seconds,
         headless=args.headless,
     )
@@ -381,8 +396,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the whole pipeline on the simulated microscope",
         description=(
             "Simulated scope -> paired acquisition -> registration with QC -> training -> "
-            "evaluation (bicubic vs network vs self-fed) -> live enhanced preview. Rerunning "
-            "resumes: finished fields, pairs and epochs are kept."
+            "evaluation (bicubic, classical baselines, network) -> live enhanced preview. "
+            "Rerunning resumes: finished fields, pairs and training steps are kept."
         ),
     )
     p.add_argument("--out", default="demo-output", help="output directory (default: %(default)s)")
@@ -391,7 +406,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--roi", type=int, default=512, help="square camera ROI in pixels (default: 512)"
     )
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    p.add_argument(
+        "--steps", type=int, default=150, help="fine-tuning steps (default: %(default)s)"
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="MODEL",
+        help="model to fine-tune (default: the reference model shipped with deepscope)",
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="train a new network instead of fine-tuning"
+    )
     p.add_argument(
         "--live-seconds", type=float, default=5.0, help="length of the live preview (default: 5)"
     )

@@ -3,7 +3,7 @@
 ``python -m gui.screenshot OUT.png [--tab live|acquisition|training] [--model DIR]`` (run under
 Xvfb for a real X server, e.g. ``xvfb-run -a``). ``live`` runs live mode for ``--seconds``;
 ``acquisition`` runs a small paired plan (the oil pause answered yes); ``training`` registers a
-small simulated dataset and trains a tiny network for ``--epochs``. Without ``--model`` live mode
+small simulated dataset and trains a tiny network for ``--steps``. Without ``--model`` live mode
 uses an untrained tiny network, which with its global skip connection is exactly a bicubic
 upsample.
 """
@@ -71,7 +71,7 @@ def _acquisition(window: MainWindow, tmp: Path) -> None:
     _wait(lambda: False, 1.0)  # the last field's preview
 
 
-def _training(window: MainWindow, tmp: Path, epochs: int) -> None:
+def _training(window: MainWindow, tmp: Path, steps: int) -> None:
     from model.registration.simulated import make_simulated_dataset
 
     make_simulated_dataset(tmp / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=8, z_slices=1)
@@ -80,7 +80,8 @@ def _training(window: MainWindow, tmp: Path, epochs: int) -> None:
     panel.dataset_field.edit.setText(str(tmp / "ds"))
     panel.pairs_field.edit.setText(str(tmp / "pairs"))
     panel.model_field.edit.setText(str(tmp / "model"))
-    panel.epochs_spin.setValue(epochs)
+    panel.steps_spin.setValue(steps)
+    panel.val_spin.setValue(max(1, steps // 8))
     panel.batch_spin.setValue(16)
     panel.lr_spin.setValue(1e-3)
     panel.patch_spin.setValue(32)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model directory (default: tiny untrained)")
     parser.add_argument("--seconds", type=float, default=3.0, help="live time before the grab")
     parser.add_argument("--roi", type=int, default=512, help="live camera ROI side in pixels")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (training tab)")
+    parser.add_argument("--steps", type=int, default=160, help="training steps (training tab)")
     args = parser.parse_args(argv)
 
     from gui.app import load_enhancer, open_core
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.tab == "acquisition":
             _acquisition(window, Path(tmp))
         else:
-            _training(window, Path(tmp), args.epochs)
+            _training(window, Path(tmp), args.steps)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(args.out))
         window.close()

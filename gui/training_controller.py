@@ -14,7 +14,7 @@ from deepscope.errors import InputError
 from gui.worker import BackgroundTask
 
 if TYPE_CHECKING:
-    from model.training.config import EpochMetrics, TrainConfig, TrainResult
+    from model.training.config import TrainConfig, TrainResult, ValMetrics
     from model.training.evaluate import EvaluationReport
 
 #: Methods of the evaluation table, as named by :mod:`model.training.evaluate`.
@@ -63,17 +63,17 @@ class TrainingController(QObject):
     #: "registering", "training", "evaluating", "done", "cancelled", "failed"
     phase_changed = Signal(str)
     registration_progress = Signal(int, int)  # done, total
-    epoch_done = Signal(object)  # EpochMetrics
+    validated = Signal(object)  # ValMetrics
     finished = Signal(object)  # TrainingOutcome
     failed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.history: list[EpochMetrics] = []
+        self.history: list[ValMetrics] = []
         self.outcome: TrainingOutcome | None = None
         self._cancel = threading.Event()
         self._task: BackgroundTask | None = None
-        self.epoch_done.connect(self._record_epoch)
+        self.validated.connect(self._record_validation)
 
     @property
     def running(self) -> bool:
@@ -114,7 +114,7 @@ class TrainingController(QObject):
             job.pairs_dir,
             job.model_dir,
             job.config,
-            progress=self._on_epoch,
+            progress=self._on_validation,
             cancel=self._cancel,
             resume=job.resume,
         )
@@ -135,8 +135,8 @@ class TrainingController(QObject):
             return TrainingOutcome(result, None, str(exc))
         return TrainingOutcome(result, report)
 
-    def _on_epoch(self, metrics: EpochMetrics) -> None:  # worker thread
-        self.epoch_done.emit(metrics)
+    def _on_validation(self, metrics: ValMetrics) -> None:  # worker thread
+        self.validated.emit(metrics)
 
     def _on_finished(self, outcome: TrainingOutcome | None) -> None:
         self.outcome = outcome
@@ -150,7 +150,7 @@ class TrainingController(QObject):
         self.phase_changed.emit("failed")
         self.failed.emit(str(exc))
 
-    def _record_epoch(self, metrics: EpochMetrics) -> None:
+    def _record_validation(self, metrics: ValMetrics) -> None:
         self.history.append(metrics)
 
     def cancel(self) -> None:

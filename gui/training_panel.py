@@ -33,9 +33,10 @@ from gui.training_controller import (
     TrainingOutcome,
     evaluation_rows,
 )
+from model.training.config import TrainConfig
 
 if TYPE_CHECKING:
-    from model.training.config import EpochMetrics
+    from model.training.config import ValMetrics
 
 
 class PathField(QWidget):
@@ -83,29 +84,35 @@ class TrainingPanel(QWidget):
         form.addRow("", self.register_box)
         form.addRow("pairs", self.pairs_field)
         form.addRow("model", self.model_field)
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 10_000)
-        self.epochs_spin.setValue(30)
+        defaults = TrainConfig()
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 1_000_000)
+        self.steps_spin.setSingleStep(100)
+        self.steps_spin.setValue(defaults.steps)
+        self.val_spin = QSpinBox()
+        self.val_spin.setRange(1, 1_000_000)
+        self.val_spin.setValue(defaults.val_every)
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(1, 4096)
-        self.batch_spin.setValue(64)
+        self.batch_spin.setValue(defaults.batch_size)
         self.lr_spin = QDoubleSpinBox()
         self.lr_spin.setDecimals(6)
         self.lr_spin.setRange(1e-6, 1.0)
-        self.lr_spin.setSingleStep(1e-5)
-        self.lr_spin.setValue(1e-4)
+        self.lr_spin.setSingleStep(1e-4)
+        self.lr_spin.setValue(defaults.lr)
         self.patch_spin = QSpinBox()
         self.patch_spin.setRange(8, 1024)
-        self.patch_spin.setValue(60)
+        self.patch_spin.setValue(defaults.patch_size)
         self.blocks_spin = QSpinBox()
         self.blocks_spin.setRange(1, 32)
-        self.blocks_spin.setValue(5)
+        self.blocks_spin.setValue(defaults.num_blocks)
         self.width_spin = QSpinBox()
         self.width_spin.setRange(1, 512)
-        self.width_spin.setValue(32)
+        self.width_spin.setValue(defaults.base_channels)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
-        form.addRow("epochs", self.epochs_spin)
+        form.addRow("steps", self.steps_spin)
+        form.addRow("validate every", self.val_spin)
         form.addRow("batch size", self.batch_spin)
         form.addRow("learning rate", self.lr_spin)
         form.addRow("40x patch size", self.patch_spin)
@@ -132,9 +139,9 @@ class TrainingPanel(QWidget):
         plots = QVBoxLayout()
         layout.addLayout(plots, stretch=1)
         self.loss_plot = pg.PlotWidget(title="training loss")
-        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.setLabel("bottom", "step")
         self.ssim_plot = pg.PlotWidget(title="validation SSIM")
-        self.ssim_plot.setLabel("bottom", "epoch")
+        self.ssim_plot.setLabel("bottom", "step")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("y", width=2), symbol="o")
         self.ssim_curve = self.ssim_plot.plot(pen=pg.mkPen("c", width=2), symbol="o")
         plots.addWidget(self.loss_plot)
@@ -142,14 +149,12 @@ class TrainingPanel(QWidget):
 
         controller.phase_changed.connect(self._on_phase)
         controller.registration_progress.connect(self._on_registration)
-        controller.epoch_done.connect(self._on_epoch)
+        controller.validated.connect(self._on_validation)
         controller.finished.connect(self.show_result)
         controller.failed.connect(self._warn)
 
     def job(self) -> TrainingJob:
         """The job described by the form; InputError/ValidationError for missing values."""
-        from model.training.config import TrainConfig
-
         pairs, model_dir = self.pairs_field.path(), self.model_field.path()
         dataset = self.dataset_field.path() if self.register_box.isChecked() else None
         if pairs is None or model_dir is None:
@@ -157,7 +162,8 @@ class TrainingPanel(QWidget):
         if self.register_box.isChecked() and dataset is None:
             raise InputError("choose a dataset directory, or untick 'register the dataset first'")
         config = TrainConfig(
-            epochs=self.epochs_spin.value(),
+            steps=self.steps_spin.value(),
+            val_every=self.val_spin.value(),
             batch_size=self.batch_spin.value(),
             lr=self.lr_spin.value(),
             patch_size=self.patch_spin.value(),
@@ -178,7 +184,7 @@ class TrainingPanel(QWidget):
         self.table.setRowCount(0)
         self.loss_curve.setData([], [])
         self.ssim_curve.setData([], [])
-        self.progress.setRange(0, job.config.epochs)
+        self.progress.setRange(0, job.config.steps)
         self.progress.setValue(0)
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -194,27 +200,29 @@ class TrainingPanel(QWidget):
         self.progress.setValue(done)
         self.phase_label.setText(f"registering: {done}/{total} fields")
 
-    def _on_epoch(self, metrics: EpochMetrics) -> None:
+    def _on_validation(self, metrics: ValMetrics) -> None:
         hist = self.controller.history
-        epochs = [m.epoch for m in hist]
-        self.loss_curve.setData(epochs, [m.train_loss for m in hist])
-        self.ssim_curve.setData(epochs, [m.val_ssim for m in hist])
-        self.progress.setRange(0, self.epochs_spin.value())
-        self.progress.setValue(metrics.epoch)
+        steps = [m.step for m in hist]
+        self.loss_curve.setData(steps, [m.train_loss for m in hist])
+        self.ssim_curve.setData(steps, [m.val_ssim for m in hist])
+        self.progress.setRange(0, self.steps_spin.value())
+        self.progress.setValue(metrics.step)
         self.phase_label.setText(
-            f"epoch {metrics.epoch}: loss {metrics.train_loss:.4g}, val SSIM {metrics.val_ssim:.4f}"
+            f"step {metrics.step}: loss {metrics.train_loss:.4g}, val SSIM {metrics.val_ssim:.4f}"
+            f", PSNR {metrics.val_psnr:.2f} dB"
         )
 
     def show_result(self, outcome: TrainingOutcome) -> None:
         """Fill the evaluation table from a finished run."""
         r = outcome.result
         self.progress.setValue(self.progress.maximum())
-        last = r.history[-1].epoch if r.history else 0
-        how = f"stopped early after epoch {last}" if r.stopped_early else "done"
+        how = f"stopped early after step {r.steps}" if r.stopped_early else "done"
         summary = (
-            f"{how}: best epoch {r.best_epoch}, val SSIM {r.best_val_ssim:.4f} "
+            f"{how}: best step {r.best_step}, val SSIM {r.best_val_ssim:.4f} "
             f"(bicubic {r.bicubic_val_ssim:.4f})"
         )
+        if not r.beats_bicubic:
+            summary += "; does NOT beat bicubic on validation"
         if outcome.report is None:
             self.table.setRowCount(0)
             self.phase_label.setText(f"{summary}; no evaluation: {outcome.note}")

@@ -18,6 +18,18 @@ from model.network import DeepMicroscopyNet
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+#: The reference model shipped with deepscope (trained on the simulator; see its config.json).
+REFERENCE_MODEL_DIR = Path(__file__).parent / "reference"
+
+
+def reference_model_dir() -> Path:
+    """Directory of the shipped reference model; InputError if this install lacks it."""
+    if not (REFERENCE_MODEL_DIR / WEIGHTS_NAME).is_file():
+        raise InputError(
+            f"the reference model is missing from {REFERENCE_MODEL_DIR}; reinstall deepscope "
+            "or pass --init MODEL / --from-scratch"
+        )
+    return REFERENCE_MODEL_DIR
 
 
 def save_model(directory: str | Path, net: DeepMicroscopyNet, config: ModelConfig) -> Path:

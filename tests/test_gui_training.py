@@ -6,13 +6,14 @@ from PySide6.QtCore import Qt
 WAIT_MS = 120_000
 
 
-def fill_form(panel, pairs, model_dir, *, epochs, dataset=None):
+def fill_form(panel, pairs, model_dir, *, steps, val_every=1, dataset=None):
     panel.register_box.setChecked(dataset is not None)
     if dataset is not None:
         panel.dataset_field.edit.setText(str(dataset))
     panel.pairs_field.edit.setText(str(pairs))
     panel.model_field.edit.setText(str(model_dir))
-    panel.epochs_spin.setValue(epochs)
+    panel.steps_spin.setValue(steps)
+    panel.val_spin.setValue(val_every)
     panel.batch_spin.setValue(12)
     panel.lr_spin.setValue(1e-3)
     panel.patch_spin.setValue(24)
@@ -25,7 +26,7 @@ def test_cancel_stops_training(qtbot, make_window, tmp_path, messages):
     pairs = write_pairs(tmp_path / "pairs", n_train=4, n_val=1, n_test=1)
     window = make_window()
     panel, ctrl = window.training_panel, window.training
-    fill_form(panel, pairs, tmp_path / "model", epochs=500)
+    fill_form(panel, pairs, tmp_path / "model", steps=500)
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(ctrl.history) >= 1, timeout=WAIT_MS)
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
@@ -42,7 +43,7 @@ def test_missing_directories_show_message(qtbot, make_window, tmp_path, messages
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     assert len(messages) == 1
     assert "pairs directory" in messages[0]
-    fill_form(panel, tmp_path / "nothing-here", tmp_path / "model", epochs=1)
+    fill_form(panel, tmp_path / "nothing-here", tmp_path / "model", steps=1)
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     assert "does not exist" in messages[1]
     assert not window.training.running
@@ -56,7 +57,9 @@ def test_registration_training_curves_and_evaluation_table(qtbot, make_window, t
     )
     window = make_window()
     panel, ctrl = window.training_panel, window.training
-    fill_form(panel, tmp_path / "pairs", tmp_path / "model", epochs=2, dataset=tmp_path / "ds")
+    fill_form(
+        panel, tmp_path / "pairs", tmp_path / "model", steps=4, val_every=2, dataset=tmp_path / "ds"
+    )
     panel.patch_spin.setValue(48)
     steps = []
     ctrl.registration_progress.connect(lambda done, total: steps.append((done, total)))
@@ -70,11 +73,11 @@ def test_registration_training_curves_and_evaluation_table(qtbot, make_window, t
     assert steps[-1][0] == steps[-1][1] > 0
     assert (tmp_path / "pairs" / "pairs.json").is_file()
     assert (tmp_path / "model" / "model.safetensors").is_file()
-    # live curves: one point per epoch, the values the trainer reported
+    # live curves: one point per validation, the values the trainer reported
     hist = ctrl.history
-    assert [m.epoch for m in hist] == [1, 2]
+    assert [m.step for m in hist] == [2, 4]
     xs, ys = panel.loss_curve.getData()
-    assert list(xs) == [1, 2]
+    assert list(xs) == [2, 4]
     assert list(ys) == pytest.approx([m.train_loss for m in hist])
     _, ssim = panel.ssim_curve.getData()
     assert list(ssim) == pytest.approx([m.val_ssim for m in hist])
@@ -87,4 +90,4 @@ def test_registration_training_curves_and_evaluation_table(qtbot, make_window, t
         report.mean["network_ssim"], abs=1e-4
     )
     assert panel.start_button.isEnabled()
-    assert panel.progress.value() == 2
+    assert panel.progress.value() == panel.progress.maximum()

@@ -13,18 +13,18 @@ from model.training.config import TrainConfig
 
 def test_flags_override_config_file(tmp_path: Path) -> None:
     cfg_file = tmp_path / "t.json"
-    cfg_file.write_text(TrainConfig(epochs=7, lr=3e-4, seed=5).model_dump_json())
+    cfg_file.write_text(TrainConfig(steps=7, lr=3e-4, seed=5).model_dump_json())
     args = build_parser().parse_args(
         ["train", "P", "--out", "M", "--config", str(cfg_file), "--lr", "1e-3", "--paper-network"]
     )
     cfg = train_config_from_args(args)
-    assert (cfg.epochs, cfg.lr, cfg.seed, cfg.global_skip) == (7, 1e-3, 5, False)
+    assert (cfg.steps, cfg.lr, cfg.seed, cfg.global_skip) == (7, 1e-3, 5, False)
     defaults = train_config_from_args(build_parser().parse_args(["train", "P", "--out", "M"]))
     assert defaults == TrainConfig()
-    assert (defaults.batch_size, defaults.lr, defaults.grad_lambda, defaults.patch_size) == (
-        64,
-        1e-4,
+    assert (defaults.batch_size, defaults.lr, defaults.loss, defaults.patch_size) == (
+        16,
         1e-3,
+        "l1_ssim",
         60,
     )
 
@@ -34,6 +34,12 @@ def test_bad_values_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "lr" in err
     assert len(err.strip().splitlines()) == 1
+    for bad in (["--loss", "ssim2"], ["--steps", "0"], ["--minutes", "0"]):
+        assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert bad[0][2:] in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
     code = main(["train", str(tmp_path / "none"), "--out", str(tmp_path / "m")])
     assert code != 0
     assert "pairs.json is missing" in capsys.readouterr().err

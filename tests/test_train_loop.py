@@ -1,4 +1,4 @@
-"""Training: patches, loss, outputs, early stopping, cancel/resume, SIGKILL resume, DDP."""
+"""Training: crops, losses, schedule, outputs, init, cancel/resume, SIGKILL resume, DDP."""
 
 from __future__ import annotations
 
@@ -25,19 +25,21 @@ from model.config import Normalisation
 from model.pairs import load_pairset
 from model.store import load_model
 from model.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from model.training.config import EpochMetrics, TrainConfig
-from model.training.data import (
-    FieldPair,
-    augment_codes,
-    dihedral,
-    extract_patches,
-    load_fields,
-    patch_starts,
-)
-from model.training.train import dlm_loss, train_model
+from model.training.config import TrainConfig, ValMetrics
+from model.training.data import CropSampler, FieldPair, dihedral, load_fields
+from model.training.losses import dlm_loss, l1_ssim_loss
+from model.training.train import lr_factor, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"batch_size": 12, "patch_size": 24, "lr": 1e-3, "base_channels": 8, "num_blocks": 2}
+TINY = {
+    "batch_size": 12,
+    "patch_size": 24,
+    "lr": 1e-3,
+    "base_channels": 8,
+    "num_blocks": 2,
+    "steps": 6,
+    "val_every": 3,
+}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,32 +96,46 @@ def _cli_train(pairs: Path, out: Path, cfg: TrainConfig) -> list[str]:
 # -- data -------------------------------------------------------------------------------------
 
 
-def test_patch_starts_cover_the_field_on_whole_100x_pixels() -> None:
-    assert patch_starts(96, 60, 36, 2) == [0, 36]
-    assert patch_starts(97, 60, 36, 2) == [0, 36]
-    assert patch_starts(110, 60, 36, 2) == [0, 36, 50]
-    assert patch_starts(59, 60, 36, 2) == []
-
-
-def test_patches_are_aligned_pairs() -> None:
+def _blocky_field(size: int = 100) -> FieldPair:
+    """A 1-channel pair whose 40x image is the 5x5 means of the 100x image, 2x2-replicated."""
     rng = np.random.default_rng(1)
-    hr = rng.uniform(0, 1, (1, 250, 250)).astype(np.float32)
-    lr = hr.reshape(1, 50, 5, 50, 5).mean(axis=(2, 4)).repeat(2, 1).repeat(2, 2)  # 100x100
-    norm = Normalisation.identity(1)
-    lr_p, hr_p = extract_patches([FieldPair("a", lr, hr)], norm, 2.5, 60, 0.4)
-    assert lr_p.shape == (9, 1, 60, 60)  # origins 0, 36, 40 in y and x
-    assert hr_p.shape == (9, 1, 150, 150)
-    # every patch pair shows the same area: 5x5 means of the target equal the input's 2x2 blocks
-    blocks = hr_p.reshape(9, 1, 30, 5, 30, 5).mean(dim=(3, 5))
-    torch.testing.assert_close(blocks, lr_p[:, :, ::2, ::2], rtol=0, atol=1e-6)
+    hr = rng.uniform(0, 1, (1, size * 5 // 2, size * 5 // 2)).astype(np.float32)
+    n = size // 2
+    lr = hr.reshape(1, n, 5, n, 5).mean(axis=(2, 4)).repeat(2, 1).repeat(2, 2)
+    return FieldPair("a", lr, hr)
 
 
-def test_patch_size_must_fit_scale() -> None:
+def test_crops_are_aligned_pairs_and_cover_every_position() -> None:
+    sampler = CropSampler([_blocky_field()], Normalisation.identity(1), 2.5, 60)
+    assert sampler.counts.tolist() == [[21, 21]]  # even origins 0..40
+    seen = set()
+    for step in range(40):
+        lr, hr = sampler.batch(seed=0, step=step, size=16, augment=True)
+        assert lr.shape == (16, 1, 60, 60)
+        assert hr.shape == (16, 1, 150, 150)
+        # same area whatever the flip/rotation: 5x5 means of the target = the input's 2x2 blocks
+        blocks = hr.reshape(16, 1, 30, 5, 30, 5).mean(dim=(3, 5))
+        torch.testing.assert_close(blocks, lr[:, :, ::2, ::2], rtol=0, atol=1e-6)
+        seen.update(float(v) for v in lr[:, 0, 0, 0])
+    assert len(seen) > 200  # fresh crops every step, not a fixed list
+
+
+def test_batches_are_a_function_of_seed_and_step() -> None:
+    sampler = CropSampler([_blocky_field()], Normalisation.identity(1), 2.5, 24)
+    a = sampler.batch(seed=3, step=7, size=8, augment=True)
+    b = sampler.batch(seed=3, step=7, size=8, augment=True)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a[0], sampler.batch(seed=3, step=8, size=8, augment=True)[0])
+    half = sampler.batch(seed=3, step=7, size=8, augment=True, part=slice(4, 8))
+    torch.testing.assert_close(half[0], a[0][4:])
+
+
+def test_crop_size_must_fit_scale_and_fields() -> None:
     f = FieldPair("a", np.zeros((3, 40, 40), np.float32), np.zeros((3, 100, 100), np.float32))
     with pytest.raises(InputError, match="multiple of 2"):
-        extract_patches([f], Normalisation.identity(3), 2.5, 25, 0.4)
+        CropSampler([f], Normalisation.identity(3), 2.5, 25)
     with pytest.raises(InputError, match="lower patch_size"):
-        extract_patches([f], Normalisation.identity(3), 2.5, 60, 0.4)
+        CropSampler([f], Normalisation.identity(3), 2.5, 60)
 
 
 def test_dihedral_group() -> None:
@@ -129,11 +145,14 @@ def test_dihedral_group() -> None:
     }
     assert len(outs) == 8
     torch.testing.assert_close(dihedral(x, 0), x)
-    codes = augment_codes(1000, seed=3, epoch=2, augment=True)
-    torch.testing.assert_close(codes, augment_codes(1000, seed=3, epoch=2, augment=True))
-    assert set(codes.tolist()) == set(range(8))
-    assert not torch.equal(codes, augment_codes(1000, seed=3, epoch=3, augment=True))
-    assert int(augment_codes(10, 0, 0, augment=False).abs().sum()) == 0
+
+
+def test_warmup_then_cosine() -> None:
+    assert lr_factor(0.025, 0.05) == pytest.approx(0.5)
+    assert lr_factor(0.05, 0.05) == pytest.approx(1.0)
+    assert lr_factor(0.525, 0.05) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(1.0, 0.05) == pytest.approx(0.01)
+    assert lr_factor(0.0, 0.05) == pytest.approx(0.01)  # never a zero step
 
 
 def test_loss_terms() -> None:
@@ -146,57 +165,132 @@ def test_loss_terms() -> None:
     torch.testing.assert_close(extra, torch.tensor(0.5 * 1.0))  # x steps of 1, no y steps
 
 
+def test_l1_ssim_loss_is_zero_only_for_the_target() -> None:
+    target = torch.rand(2, 3, 32, 32)
+    assert float(l1_ssim_loss(target, target, 0.5, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    noisy = target + 0.05 * torch.randn_like(target)
+    blurred = torch.nn.functional.avg_pool2d(target, 3, 1, 1)
+    for other in (noisy, blurred):
+        full = float(l1_ssim_loss(other, target, 0.5, 1.0))
+        l1 = float(l1_ssim_loss(other, target, 0.0, 1.0))
+        assert full > 0.5 * l1 > 0  # the SSIM half adds to the L1 half
+
+
 # -- the loop ----------------------------------------------------------------------------------
 
 
 def test_outputs_and_model_config(pairs: Path, tmp_path: Path) -> None:
-    seen: list[EpochMetrics] = []
-    result = train_model(pairs, tmp_path / "m", _cfg(epochs=2), progress=seen.append)
+    seen: list[ValMetrics] = []
+    result = train_model(pairs, tmp_path / "m", _cfg(), progress=seen.append)
     assert result.completed
-    assert [m.epoch for m in seen] == [1, 2] == [m.epoch for m in result.history]
+    assert result.steps == 6
+    assert [m.step for m in seen] == [3, 6] == [m.step for m in result.history]
+    assert [m.patches for m in seen] == [36, 36]
     rows = _csv_rows(tmp_path / "m" / "metrics.csv")
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [int(r["step"]) for r in rows] == [3, 6]
     assert float(rows[1]["val_ssim"]) == pytest.approx(seen[1].val_ssim)
     assert (tmp_path / "m" / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert TrainConfig.from_file(tmp_path / "m" / "train_config.json") == _cfg(epochs=2)
+    assert TrainConfig.from_file(tmp_path / "m" / "train_config.json") == _cfg()
     _net, cfg = load_model(tmp_path / "m", expect_scale=2.5, expect_channels=3)
     assert cfg.input_pixel_size_um == 0.185
     assert cfg.output_pixel_size_um == 0.074
     assert cfg.normalisation == Normalisation.identity(3, 4095.0)
     assert cfg.provenance["train_pairs"] == ["p000", "p001", "p002", "p003"]
-    assert cfg.metrics["best_epoch"] == result.best_epoch
-    assert cfg.metrics["val_ssim"] == pytest.approx(result.best_val_ssim)
+    assert cfg.metrics["best_step"] == result.best_step
+    assert cfg.metrics["val_psnr"] == pytest.approx(result.best_val_psnr)
+    assert cfg.metrics["beats_bicubic"] == result.beats_bicubic
     assert cfg.network.channel_pyramid() == [8, 13, 23]
+    assert result.steps_per_second > 0
+
+
+def test_model_kept_is_the_best_validation_psnr(pairs: Path, tmp_path: Path) -> None:
+    result = train_model(pairs, tmp_path / "m", _cfg(steps=8, val_every=2, lr=3e-3))
+    best = max(result.history, key=lambda m: m.val_psnr)
+    assert result.best_step == best.step
+    assert result.best_val_psnr == best.val_psnr
 
 
 def test_early_stopping(pairs: Path, tmp_path: Path) -> None:
-    result = train_model(pairs, tmp_path / "m", _cfg(epochs=6, lr=1e-12, early_stop_patience=1))
+    cfg = _cfg(steps=12, val_every=2, lr=1e-12, early_stop_patience=1)
+    result = train_model(pairs, tmp_path / "m", cfg)
     assert result.stopped_early
     assert len(result.history) == 2
-    assert result.best_epoch == 1
+    assert result.best_step == 2
 
 
-def test_lr_schedule_cosine(pairs: Path, tmp_path: Path) -> None:
-    result = train_model(pairs, tmp_path / "m", _cfg(epochs=2, lr_schedule="cosine"))
-    assert result.history[0].lr == pytest.approx(1e-3)
-    assert result.history[1].lr == pytest.approx(0.5e-3)
+def test_warning_when_the_model_does_not_beat_bicubic(
+    pairs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the paper network, untrained for one tiny step, is far from the target
+    result = train_model(pairs, tmp_path / "m", _cfg(steps=1, global_skip=False))
+    assert not result.beats_bicubic
+    assert "does not beat bicubic" in caplog.text
+    _net, cfg = load_model(tmp_path / "m")
+    assert cfg.metrics["beats_bicubic"] is False
+
+
+def test_wall_clock_budget_ends_training(pairs: Path, tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    result = train_model(pairs, tmp_path / "m", _cfg(steps=1_000_000, minutes=0.05))
+    assert result.completed
+    assert 1 <= result.steps < 1_000_000
+    assert time.perf_counter() - t0 < 60
+    assert result.history[-1].step == result.steps  # validated at the end
+
+
+def test_init_fine_tunes_from_a_model(pairs: Path, tmp_path: Path) -> None:
+    base = train_model(pairs, tmp_path / "base", _cfg(normalisation="mean_std"))
+    # the architecture and normalisation come from the init model, not from the flags
+    cfg = _cfg(steps=1, val_every=1, lr=1e-12, base_channels=4)
+    tuned = train_model(pairs, tmp_path / "tuned", cfg, init=tmp_path / "base")
+    _, base_cfg = load_model(tmp_path / "base")
+    _, tuned_cfg = load_model(tmp_path / "tuned")
+    assert tuned_cfg.network == base_cfg.network
+    assert tuned_cfg.normalisation == base_cfg.normalisation
+    assert tuned_cfg.provenance["init_model"]["path"] == str((tmp_path / "base").resolve())
+    # lr ~ 0: the fine-tuned weights are the init weights
+    _assert_same(_weights(tmp_path / "tuned"), _weights(tmp_path / "base"), atol=1e-6)
+    assert tuned.best_val_psnr == pytest.approx(base.best_val_psnr, abs=1e-3)
+
+
+def test_init_model_of_other_scale_or_optics_is_refused(pairs: Path, tmp_path: Path) -> None:
+    from model.config import ModelConfig, NetworkConfig
+    from model.network import DeepMicroscopyNet
+    from model.store import save_model
+
+    other = ModelConfig(network=NetworkConfig(scale=2.0, base_channels=4, num_blocks=1))
+    save_model(tmp_path / "x2", DeepMicroscopyNet(other.network), other)
+    with pytest.raises(InputError, match="scale 2.0"):
+        train_model(pairs, tmp_path / "m", _cfg(), init=tmp_path / "x2")
+    optics = ModelConfig(
+        network=NetworkConfig(base_channels=4, num_blocks=1), input_pixel_size_um=0.3
+    )
+    save_model(tmp_path / "px", DeepMicroscopyNet(optics.network), optics)
+    with pytest.raises(InputError, match="0.3 um input pixels"):
+        train_model(pairs, tmp_path / "m", _cfg(), init=tmp_path / "px")
+    assert not (tmp_path / "m").exists()
+
+
+def test_no_validation_split_is_refused_before_writing(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs", n_train=2, n_val=0, n_test=1)
+    with pytest.raises(InputError, match="no accepted validation pairs"):
+        train_model(pairs, tmp_path / "m", _cfg())
+    assert not (tmp_path / "m").exists()
 
 
 def test_cancel_then_resume_matches_uninterrupted(pairs: Path, tmp_path: Path) -> None:
-    cfg = _cfg(epochs=2, checkpoint_every=100)
+    cfg = _cfg(checkpoint_every=100)
     full = train_model(pairs, tmp_path / "full", cfg)
     cancel = threading.Event()
     part = train_model(
         pairs, tmp_path / "part", cfg, progress=lambda m: cancel.set(), cancel=cancel
     )
     assert not part.completed
-    assert (
-        load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME).header["state"]["step_in_epoch"] == 1
-    )
+    assert load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME).header["state"]["global_step"] == 3
     resumed = train_model(pairs, tmp_path / "part", cfg)
     assert resumed.completed
     assert resumed.history == [
-        EpochMetrics(**{**h.__dict__, "seconds": r.seconds})
+        ValMetrics(**{**h.__dict__, "seconds": r.seconds})
         for h, r in zip(full.history, resumed.history, strict=True)
     ]
     _assert_same(
@@ -205,17 +299,20 @@ def test_cancel_then_resume_matches_uninterrupted(pairs: Path, tmp_path: Path) -
 
 
 def test_resume_with_other_settings_is_refused(pairs: Path, tmp_path: Path) -> None:
-    train_model(pairs, tmp_path / "m", _cfg(epochs=1))
+    train_model(pairs, tmp_path / "m", _cfg(steps=3))
     with pytest.raises(InputError, match=r"other settings \(lr\)"):
-        train_model(pairs, tmp_path / "m", _cfg(epochs=2, lr=5e-4))
-    again = train_model(pairs, tmp_path / "m", _cfg(epochs=1, lr=5e-4), resume=False)
+        train_model(pairs, tmp_path / "m", _cfg(steps=6, lr=5e-4))
+    # a longer budget or another device is not another setting
+    longer = train_model(pairs, tmp_path / "m", _cfg(steps=6, device="cpu"))
+    assert longer.steps == 6
+    again = train_model(pairs, tmp_path / "m", _cfg(steps=3, lr=5e-4), resume=False)
     assert again.completed
 
 
 def test_sigkill_then_resume_gives_identical_weights(
     pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = _cfg(epochs=4, checkpoint_every=1)
+    cfg = _cfg(steps=12, checkpoint_every=1)
     threads = torch.get_num_threads()
     train_model(pairs, tmp_path / "ref", cfg)
     out = tmp_path / "killed"
@@ -234,18 +331,18 @@ def test_sigkill_then_resume_gives_identical_weights(
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(30) == -signal.SIGKILL
     step = load_checkpoint(ckpt).header["state"]["global_step"]
-    assert 2 <= step < 4 * 3
+    assert 2 <= step < 12
     capsys.readouterr()
     assert main([*_cli_train(pairs, out, cfg)[2:], "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["completed"]
-    assert len(summary["history"]) == 4
+    assert len(summary["history"]) == 4  # validations at steps 3, 6, 9, 12
     _assert_same(_weights(out / CHECKPOINT_NAME), _weights(tmp_path / "ref" / CHECKPOINT_NAME))
     _assert_same(_weights(out), _weights(tmp_path / "ref"))
 
 
 def test_ddp_two_processes_match_single_process(pairs: Path, tmp_path: Path) -> None:
-    cfg = _cfg(epochs=2)
+    cfg = _cfg()
     single = train_model(pairs, tmp_path / "single", cfg)
     out = tmp_path / "ddp"
     subprocess.run(
@@ -275,7 +372,7 @@ def test_ddp_two_processes_match_single_process(pairs: Path, tmp_path: Path) -> 
 
 
 def test_mean_std_normalisation_is_recorded(pairs: Path, tmp_path: Path) -> None:
-    result = train_model(pairs, tmp_path / "m", _cfg(epochs=1, normalisation="mean_std"))
+    result = train_model(pairs, tmp_path / "m", _cfg(steps=2, normalisation="mean_std"))
     assert result.completed
     _net, cfg = load_model(tmp_path / "m")
     fields = load_fields(pairs, load_pairset(pairs), "train")
@@ -288,4 +385,4 @@ def test_mean_std_normalisation_is_recorded(pairs: Path, tmp_path: Path) -> None
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on CPU-only machines")
 def test_cuda_request_without_cuda_is_an_input_error(pairs: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="CUDA is not available"):
-        train_model(pairs, tmp_path / "m", _cfg(epochs=1, device="cuda"))
+        train_model(pairs, tmp_path / "m", _cfg(steps=1, device="cuda"))

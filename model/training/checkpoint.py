@@ -1,7 +1,7 @@
 """Resumable training state in one safetensors file: tensors + a JSON header; never pickled.
 
 Weights, Adam moments and the torch RNG state are tensors; the step counters, optimizer
-hyper-parameters, scheduler state, history and the training config travel as JSON in the
+hyper-parameters, history and the training config travel as JSON in the
 safetensors metadata. One file written atomically means a kill can never leave a mix of two steps.
 """
 
@@ -26,15 +26,15 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 class TrainState:
     """Counters and bookkeeping that go with the weights into a checkpoint."""
 
-    epoch: int = 0
-    step_in_epoch: int = 0
     global_step: int = 0
-    best_epoch: int = -1
+    elapsed_s: float = 0.0
+    best_step: int = -1
     best_val_ssim: float = -1.0
-    best_val_psnr: float = 0.0
-    bad_epochs: int = 0
+    best_val_psnr: float = float("-inf")
+    bad_validations: int = 0
     stopped_early: bool = False
     loss_sum: float = 0.0
+    loss_count: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -42,7 +42,6 @@ def save_checkpoint(
     path: Path,
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any | None,
     state: TrainState,
     train_config_json: str,
 ) -> None:
@@ -63,7 +62,6 @@ def save_checkpoint(
         "state": state.__dict__,
         "param_groups": opt["param_groups"],
         "optim_scalars": scalars,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "train_config": json.loads(train_config_json),
     }
     with atomic_path(path) as tmp:
@@ -82,10 +80,8 @@ class Checkpoint:
         """The training config the checkpoint was made with."""
         return dict(self.header["train_config"])
 
-    def restore(
-        self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None
-    ) -> TrainState:
-        """Load weights, optimizer, scheduler and RNG state; return the counters."""
+    def restore(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+        """Load weights, optimizer and RNG state; return the counters."""
         net.load_state_dict(
             {k[6:]: v for k, v in self.tensors.items() if k.startswith("model.")}, strict=True
         )
@@ -97,10 +93,14 @@ class Checkpoint:
         for idx, vals in self.header["optim_scalars"].items():
             opt_state.setdefault(int(idx), {}).update(vals)
         optimizer.load_state_dict({"state": opt_state, "param_groups": self.header["param_groups"]})
-        if scheduler is not None and self.header["scheduler"] is not None:
-            scheduler.load_state_dict(self.header["scheduler"])
         torch.set_rng_state(self.tensors["rng.torch"])
-        return TrainState(**self.header["state"])
+        try:
+            return TrainState(**self.header["state"])
+        except TypeError as exc:
+            raise InputError(
+                f"checkpoint state is from another deepscope version ({exc}); "
+                "pass --no-resume to start over"
+            ) from exc
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -12,12 +12,16 @@ from model.training.config import TrainConfig
 
 #: command-line flag -> TrainConfig field (flags left unset keep the config file's value)
 _TRAIN_FLAGS = {
-    "epochs": int,
+    "steps": int,
+    "minutes": float,
     "batch_size": int,
     "lr": float,
+    "warmup": float,
+    "loss": str,
+    "ssim_weight": float,
     "grad_lambda": float,
     "patch_size": int,
-    "lr_schedule": str,
+    "val_every": int,
     "early_stop_patience": int,
     "checkpoint_every": int,
     "seed": int,
@@ -34,8 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="train the network on a pairs directory",
         description=(
             "Train the Deep Learning Microscopy network (Rivenson et al. 2017) on registered "
-            "40x/100x pairs. Resumes from OUT/checkpoint.safetensors unless --no-resume. "
-            "Launch with 'torchrun --nproc-per-node N' for DistributedDataParallel."
+            "40x/100x pairs: fresh random crops every step, Adam with warm-up and a cosine "
+            "decay over the budget (--steps and/or --minutes), validation every --val-every "
+            "steps; the model with the best validation PSNR is kept, and a warning says when it "
+            "does not beat bicubic. --init fine-tunes a model (e.g. the shipped reference). "
+            "Resumes from OUT/checkpoint.safetensors unless --no-resume. Launch with "
+            "'torchrun --nproc-per-node N' for DistributedDataParallel."
         ),
     )
     p.add_argument("pairs", type=Path, help="pairs directory from 'deepscope register'")
@@ -54,6 +62,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--paper-network",
         action="store_true",
         help="no global bicubic skip (the paper's exact network; slower to converge)",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="MODEL",
+        help="fine-tune from this model directory (its architecture and normalisation are kept)",
     )
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=run_train)
@@ -89,7 +103,11 @@ def run_train(args: argparse.Namespace) -> int:
     from model.training.train import train_model
 
     result = train_model(
-        args.pairs, args.out, train_config_from_args(args), resume=not args.no_resume
+        args.pairs,
+        args.out,
+        train_config_from_args(args),
+        init=args.init,
+        resume=not args.no_resume,
     )
     if args.json:
         summary = asdict(result)

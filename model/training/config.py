@@ -14,36 +14,58 @@ from deepscope.paths import read_user_text
 
 TRAIN_CONFIG_NAME = "train_config.json"
 
+#: Settings that may change between a run and its resume: the budget and where it runs.
+RESUMABLE_CHANGES = frozenset({"steps", "minutes", "device", "val_every"})
+
+LossName = Literal["mse_grad", "l1", "l1_ssim"]
+
 
 class TrainConfig(BaseModel):
-    """Hyper-parameters of one training run; defaults follow Rivenson et al. (2017).
+    """Hyper-parameters of one training run.
 
-    ``global_skip`` (learn the residual over bicubic) is not in the paper; it makes short CPU
-    budgets converge and is on by default. Set it to ``False`` for the paper's network.
+    The budget is a number of optimizer steps (``steps``) and optionally a wall-clock limit
+    (``minutes``); the learning rate warms up linearly and then follows a cosine to zero at
+    whichever budget ends first. Every step draws fresh random crops (with flips and rotations)
+    from all training fields. The network is the paper's; ``global_skip`` (learn the residual
+    over bicubic, not in the paper) is on by default and ``global_skip=False`` trains the exact
+    paper network with the same recipe.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    epochs: int = Field(default=30, ge=1, description="passes over the training patches")
-    batch_size: int = Field(default=64, ge=1, description="global batch (split over DDP ranks)")
-    lr: float = Field(default=1e-4, gt=0, description="Adam learning rate")
-    grad_lambda: float = Field(
-        default=1e-3, ge=0, description="weight of the output image-gradient penalty"
+    steps: int = Field(default=2000, ge=1, description="optimizer steps (the training budget)")
+    minutes: float | None = Field(
+        default=None, gt=0, description="wall-clock budget (training ends at the first budget)"
     )
-    patch_size: int = Field(default=60, ge=8, description="40x patch side (100x: x scale)")
-    overlap: float = Field(default=0.4, ge=0, lt=1, description="patch overlap fraction")
+    batch_size: int = Field(default=16, ge=1, description="crops per step (split over DDP ranks)")
+    lr: float = Field(default=1e-3, gt=0, description="peak Adam learning rate")
+    warmup: float = Field(
+        default=0.05, ge=0, lt=1, description="fraction of the budget spent warming up the rate"
+    )
+    loss: LossName = Field(
+        default="l1_ssim",
+        description="'mse_grad' (the paper: MSE + lambda*gradient), 'l1', or 'l1_ssim' "
+        "(L1 + SSIM from pytorch-msssim)",
+    )
+    ssim_weight: float = Field(
+        default=0.5, ge=0, le=1, description="weight of 1 - SSIM in 'l1_ssim' (L1 gets the rest)"
+    )
+    grad_lambda: float = Field(
+        default=1e-3, ge=0, description="weight of the output-gradient penalty of 'mse_grad'"
+    )
+    patch_size: int = Field(default=60, ge=8, description="40x crop side (100x: x scale)")
     augment: bool = Field(default=True, description="random flips and 90-degree rotations")
     normalisation: Literal["white_level", "mean_std"] = Field(
         default="white_level", description="'white_level' ([0, max] -> [0, 1]) or 'mean_std'"
     )
-    lr_schedule: Literal["none", "cosine", "plateau"] = Field(
-        default="none", description="'none', 'cosine' or 'plateau' (halve on flat val SSIM)"
+    val_every: int = Field(
+        default=100, ge=1, description="steps between validations (also at the end)"
     )
     early_stop_patience: int = Field(
-        default=10, ge=0, description="epochs without val SSIM gain (0: never stop)"
+        default=0, ge=0, description="validations without a PSNR gain before stopping (0: never)"
     )
     checkpoint_every: int = Field(default=50, ge=1, description="steps between checkpoints")
-    seed: int = Field(default=0, description="seeds init, shuffling and augmentation")
+    seed: int = Field(default=0, description="seeds init, crops and augmentation")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     deterministic: bool | None = Field(
         default=None,
@@ -65,10 +87,10 @@ class TrainConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class EpochMetrics:
-    """Summary of one epoch, passed to the ``progress`` callback and written to metrics.csv."""
+class ValMetrics:
+    """One validation: passed to the ``progress`` callback and written to metrics.csv."""
 
-    epoch: int
+    step: int
     train_loss: float
     val_ssim: float
     val_psnr: float
@@ -84,9 +106,12 @@ class TrainResult:
     model_dir: Path
     completed: bool
     stopped_early: bool
-    best_epoch: int
+    steps: int
+    best_step: int
     best_val_ssim: float
     best_val_psnr: float
     bicubic_val_ssim: float
     bicubic_val_psnr: float
-    history: list[EpochMetrics] = field(default_factory=list)
+    beats_bicubic: bool
+    steps_per_second: float
+    history: list[ValMetrics] = field(default_factory=list)

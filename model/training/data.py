@@ -62,53 +62,15 @@ def normalise(x: np.ndarray, offset: tuple[float, ...], scale: tuple[float, ...]
     return ((x - o) / s).astype(np.float32)
 
 
-def patch_starts(length: int, patch: int, step: int, multiple: int) -> list[int]:
-    """Patch origins covering ``[0, length)``, each a multiple of *multiple*."""
-    if length < patch:
-        return []
-    last = (length - patch) // multiple * multiple
-    starts = list(range(0, last + 1, step))
-    if starts[-1] != last:
-        starts.append(last)
-    return starts
-
-
-def extract_patches(
-    fields: list[FieldPair],
-    norm: Normalisation,
-    scale: float,
-    patch: int,
-    overlap: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut normalised ``(n, c, p, p)`` input and ``(n, c, p*scale, p*scale)`` target patches.
-
-    Origins on the 40x grid are multiples of the scale's denominator, so every 100x patch starts
-    on a whole pixel (for 2.5: even 40x origins, 40 % overlap -> step 36 / 90 pixels).
-    """
+def scale_fraction(scale: float, patch: int) -> Fraction:
+    """The scale as ``p/q``; *patch* must be a multiple of ``q`` (whole 100x pixels)."""
     frac = Fraction(scale).limit_denominator(4)
     if patch % frac.denominator:
         raise InputError(
             f"patch_size={patch} times scale {scale} is not a whole number of pixels; "
             f"use a multiple of {frac.denominator}"
         )
-    p, q = frac.numerator, frac.denominator
-    hp = patch * p // q
-    step = max(q, round(patch * (1 - overlap)) // q * q)
-    lrs, hrs = [], []
-    for f in fields:
-        lr = normalise(f.lr, norm.input_offset, norm.input_scale)
-        hr = normalise(f.hr, norm.target_offset, norm.target_scale)
-        for y in patch_starts(lr.shape[1], patch, step, q):
-            for x in patch_starts(lr.shape[2], patch, step, q):
-                Y, X = y * p // q, x * p // q
-                lrs.append(lr[:, y : y + patch, x : x + patch])
-                hrs.append(hr[:, Y : Y + hp, X : X + hp])
-    if not lrs:
-        raise InputError(
-            f"no {patch}x{patch} training patches: the training fields are smaller; "
-            "lower patch_size or register larger fields"
-        )
-    return torch.from_numpy(np.stack(lrs)), torch.from_numpy(np.stack(hrs))
+    return frac
 
 
 def dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
@@ -118,22 +80,65 @@ def dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
     return torch.rot90(x, code & 3, dims=(-2, -1))
 
 
-def augment_codes(n: int, seed: int, epoch: int, augment: bool) -> torch.Tensor:
-    """Per-sample flip/rotation codes of one epoch, a pure function of ``(seed, epoch)``.
+class CropSampler:
+    """Aligned random crops of whole normalised fields, drawn anew for every step.
 
-    Indexed by sample (not by position in the batch), so a resumed run or a DDP rank applies
-    exactly the augmentation an uninterrupted single-process run would.
+    A crop's 40x origin is a multiple of the scale's denominator so that its 100x crop starts on
+    a whole pixel (for 2.5: even 40x origins). Fields are drawn in proportion to the number of
+    crop positions they hold, so every pixel of every training field is equally likely to be
+    seen and nothing is dropped. A batch is a pure function of ``(seed, step)``: a resumed run
+    or a DDP rank draws exactly what an uninterrupted single-process run would.
     """
-    if not augment:
-        return torch.zeros(n, dtype=torch.long)
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randint(0, 8, (n,), generator=g)
 
+    def __init__(
+        self, fields: list[FieldPair], norm: Normalisation, scale: float, patch: int
+    ) -> None:
+        frac = scale_fraction(scale, patch)
+        self.p, self.q = frac.numerator, frac.denominator
+        self.patch, self.hr_patch = patch, patch * self.p // self.q
+        self.lr, self.hr, counts = [], [], []
+        for f in fields:
+            ny = self._positions(f.lr.shape[1], f.hr.shape[1])
+            nx = self._positions(f.lr.shape[2], f.hr.shape[2])
+            if ny and nx:
+                lr = normalise(f.lr, norm.input_offset, norm.input_scale)
+                self.lr.append(torch.from_numpy(lr))
+                hr = normalise(f.hr, norm.target_offset, norm.target_scale)
+                self.hr.append(torch.from_numpy(hr))
+                counts.append((ny, nx))
+        if not counts:
+            raise InputError(
+                f"no {patch}x{patch} training crops: every training field is smaller; "
+                "lower patch_size or register larger fields"
+            )
+        self.counts = torch.tensor(counts, dtype=torch.long)
+        self.weights = (self.counts[:, 0] * self.counts[:, 1]).double()
 
-def make_batch(
-    lr: torch.Tensor, hr: torch.Tensor, idx: torch.Tensor, codes: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack the augmented samples *idx* (codes indexed by sample) into a batch."""
-    xs = [dihedral(lr[i], int(codes[i])) for i in idx.tolist()]
-    ys = [dihedral(hr[i], int(codes[i])) for i in idx.tolist()]
-    return torch.stack(xs), torch.stack(ys)
+    def _positions(self, lr_len: int, hr_len: int) -> int:
+        """Number of crop origins (multiples of q) whose 40x and 100x crops fit."""
+        last = min(lr_len - self.patch, (hr_len - self.hr_patch) * self.q // self.p)
+        return last // self.q + 1 if last >= 0 else 0
+
+    @property
+    def pixels(self) -> int:
+        """40x pixels in the training fields the sampler draws from."""
+        return int(sum(t.shape[1] * t.shape[2] for t in self.lr))
+
+    def batch(
+        self, seed: int, step: int, size: int, augment: bool, part: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops ``(n, c, P, P)`` / ``(n, c, P*s, P*s)`` of step *step*; *part* of the batch."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.multinomial(self.weights, size, replacement=True, generator=g)
+        u = torch.rand((size, 2), generator=g, dtype=torch.float64)
+        origin = (u * self.counts[idx]).long() * self.q
+        codes = torch.randint(0, 8, (size,), generator=g) if augment else torch.zeros(size)
+        xs, ys = [], []
+        for k in range(size)[part or slice(None)]:
+            i, (oy, ox), code = int(idx[k]), origin[k].tolist(), int(codes[k])
+            hy, hx = oy * self.p // self.q, ox * self.p // self.q
+            lr = self.lr[i][:, oy : oy + self.patch, ox : ox + self.patch]
+            hr = self.hr[i][:, hy : hy + self.hr_patch, hx : hx + self.hr_patch]
+            xs.append(dihedral(lr, code))
+            ys.append(dihedral(hr, code))
+        return torch.stack(xs), torch.stack(ys)

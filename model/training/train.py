@@ -1,4 +1,4 @@
-"""Training loop: patches, MSE + gradient loss, Adam, validation SSIM/PSNR, resume, DDP."""
+"""Training loop: random crops every step, warm-up + cosine schedule, validation, resume, DDP."""
 
 from __future__ import annotations
 
@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from deepscope import __version__
@@ -31,43 +29,41 @@ from deepscope.locking import locks_directory
 from model.config import ModelConfig, NetworkConfig
 from model.network import DeepMicroscopyNet
 from model.pairs import PairSet, load_pairset
-from model.store import save_model
+from model.store import load_model, save_model
 from model.training.checkpoint import (
     CHECKPOINT_NAME,
     TrainState,
     load_checkpoint,
     save_checkpoint,
 )
-from model.training.config import TRAIN_CONFIG_NAME, EpochMetrics, TrainConfig, TrainResult
-from model.training.data import (
-    FieldPair,
-    augment_codes,
-    extract_patches,
-    fit_normalisation,
-    load_fields,
-    make_batch,
+from model.training.config import (
+    RESUMABLE_CHANGES,
+    TRAIN_CONFIG_NAME,
+    TrainConfig,
+    TrainResult,
+    ValMetrics,
 )
+from model.training.data import CropSampler, FieldPair, fit_normalisation, load_fields
 from model.training.infer import bicubic_upsample
+from model.training.losses import make_loss
 from model.training.metrics import ssim_psnr
 from model.training.plots import plot_curves
 
 log = logging.getLogger("deepscope.training")
 
 METRICS_NAME = "metrics.csv"
+#: Lowest learning rate of the cosine, as a fraction of the peak.
+MIN_LR_FRACTION = 0.01
+#: Input pixel sizes of an ``--init`` model and the pairs may differ by this fraction.
+PIXEL_SIZE_TOLERANCE = 0.02
 
 
-def dlm_loss(pred: torch.Tensor, target: torch.Tensor, grad_lambda: float) -> torch.Tensor:
-    """Paper loss: mean squared error + ``grad_lambda`` x mean squared image gradient of *pred*.
-
-    The gradient term (finite differences along y and x) is the regulariser of Rivenson et al.
-    (2017), eq. 1, with lambda ~ 0.001; it discourages noise amplification.
-    """
-    mse = F.mse_loss(pred, target)
-    if grad_lambda == 0:
-        return mse
-    gy = pred[..., 1:, :] - pred[..., :-1, :]
-    gx = pred[..., :, 1:] - pred[..., :, :-1]
-    return mse + grad_lambda * (gy.pow(2).mean() + gx.pow(2).mean())
+def lr_factor(progress: float, warmup: float) -> float:
+    """Learning-rate multiplier at *progress* (0..1 of the budget): linear warm-up, cosine."""
+    if progress < warmup:
+        return max(progress / warmup, MIN_LR_FRACTION)
+    t = min(1.0, (progress - warmup) / (1 - warmup))
+    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 @dataclass(frozen=True)
@@ -155,7 +151,7 @@ def _bicubic_scores(fields: list[FieldPair], scale: float, max_value: float) -> 
 
 def _write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[f for f in EpochMetrics.__dataclass_fields__])
+    writer = csv.DictWriter(buf, fieldnames=list(ValMetrics.__dataclass_fields__))
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, buf.getvalue())
@@ -179,22 +175,14 @@ def _summary_writer(out_dir: Path, enabled: bool) -> Iterator[Any]:
             writer.close()
 
 
-def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any | None:
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=0.5, patience=max(1, config.early_stop_patience // 3)
-        )
-    return None
-
-
 def _model_config(
     pairs_dir: Path,
     pairset: PairSet,
     config: TrainConfig,
     train: list[FieldPair],
     val: list[FieldPair],
+    init: ModelConfig | None,
+    init_dir: Path | None,
 ) -> ModelConfig:
     net_cfg = NetworkConfig(
         scale=pairset.scale,
@@ -203,26 +191,52 @@ def _model_config(
         num_blocks=config.num_blocks,
         base_channels=config.base_channels,
     )
+    provenance: dict[str, Any] = {
+        "pairs_dir": str(pairs_dir.resolve()),
+        "pairs_source": pairset.source,
+        "max_value": pairset.max_value,
+        "train_pairs": [f.pair_id for f in train],
+        "val_pairs": [f.pair_id for f in val],
+        "deepscope_version": __version__,
+        "train_config": config.model_dump(),
+    }
+    if init is not None:
+        provenance["init_model"] = {"path": str(init_dir), "metrics": init.metrics}
     return ModelConfig(
-        network=net_cfg,
-        normalisation=fit_normalisation(train, config.normalisation, pairset.max_value),
+        network=init.network if init is not None else net_cfg,
+        normalisation=(
+            init.normalisation
+            if init is not None
+            else fit_normalisation(train, config.normalisation, pairset.max_value)
+        ),
         input_pixel_size_um=pairset.lr_pixel_size_um,
         output_pixel_size_um=pairset.hr_pixel_size_um,
-        provenance={
-            "pairs_dir": str(pairs_dir.resolve()),
-            "pairs_source": pairset.source,
-            "max_value": pairset.max_value,
-            "train_pairs": [f.pair_id for f in train],
-            "val_pairs": [f.pair_id for f in val],
-            "deepscope_version": __version__,
-            "train_config": config.model_dump(),
-        },
+        provenance=provenance,
     )
+
+
+def _load_init(
+    init_dir: Path, pairset: PairSet, config: TrainConfig
+) -> tuple[DeepMicroscopyNet, ModelConfig, TrainConfig]:
+    """The ``--init`` model, checked against the pairs; *config* takes its architecture."""
+    net, cfg = load_model(init_dir, expect_scale=pairset.scale, expect_channels=pairset.channels)
+    ours, theirs = pairset.lr_pixel_size_um, cfg.input_pixel_size_um
+    if ours and theirs and abs(ours - theirs) > PIXEL_SIZE_TOLERANCE * theirs:
+        raise InputError(
+            f"--init model {init_dir} was trained on {theirs} um input pixels, the pairs have "
+            f"{ours} um; fine-tune only a model made for the same objective and camera"
+        )
+    arch = {
+        "global_skip": cfg.network.global_skip,
+        "num_blocks": cfg.network.num_blocks,
+        "base_channels": cfg.network.base_channels,
+    }
+    return net, cfg, config.model_copy(update=arch)
 
 
 def _check_resume_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
     ours = config.model_dump()
-    diff = sorted(k for k in ours if k != "epochs" and saved.get(k) != ours[k])
+    diff = sorted(k for k in ours if k not in RESUMABLE_CHANGES and saved.get(k) != ours[k])
     if diff:
         raise InputError(
             f"{path} was made with other settings ({', '.join(diff)}); train with the same "
@@ -236,26 +250,89 @@ def train_model(
     out_dir: str | Path,
     config: TrainConfig | None = None,
     *,
-    progress: Callable[[EpochMetrics], None] | None = None,
+    init: str | Path | None = None,
+    progress: Callable[[ValMetrics], None] | None = None,
     cancel: threading.Event | None = None,
     resume: bool = True,
 ) -> TrainResult:
     """Train the network on a pairs directory; write the best model into *out_dir*.
 
-    Resumable: a checkpoint (weights, Adam state, RNG, counters) is written every
-    ``config.checkpoint_every`` steps and at each epoch end; with *resume* a rerun continues from
-    it and, on CPU with ``deterministic``, ends with the weights an uninterrupted run gets.
-    Under ``torchrun`` each rank trains on its share of every batch (DistributedDataParallel).
-    Setting *cancel* stops after the current step, keeping a checkpoint (``completed=False``).
+    The model kept is the one with the best validation PSNR (SSIM is reported beside it; on
+    noisy 100x targets SSIM rewards smoothing). *init* fine-tunes from a model directory
+    (its architecture and normalisation are kept). Resumable: a checkpoint (weights, Adam state,
+    RNG, counters) is written every ``config.checkpoint_every`` steps and at each validation;
+    with *resume* a rerun continues from it and, on the CPU with ``deterministic`` and a step
+    budget, ends with the weights an uninterrupted run gets. Under ``torchrun`` each rank
+    trains on its share of every batch (DistributedDataParallel). Setting *cancel* stops after
+    the current step, keeping a checkpoint (``completed=False``).
     """
     config = config or TrainConfig()
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     ddp = _init_distributed(config.device)
     try:
-        return _train(pairs_dir, out_dir, config, ddp, progress, cancel, resume)
+        return _train(pairs_dir, out_dir, config, ddp, init, progress, cancel, resume)
     finally:
         if ddp.owns_group:
             dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """What one training run works with (built once by :func:`_prepare`)."""
+
+    config: TrainConfig
+    model_cfg: ModelConfig
+    net: DeepMicroscopyNet
+    sampler: CropSampler
+    val_fields: list[FieldPair]
+    max_value: float
+    device: torch.device
+
+
+def _prepare(pairs_dir: Path, config: TrainConfig, ddp: _Dist, init: str | Path | None) -> _Run:
+    """Check the data and settings (before anything is written) and build the network."""
+    pairset = load_pairset(pairs_dir)
+    train_fields = load_fields(pairs_dir, pairset, "train")
+    val_fields = load_fields(pairs_dir, pairset, "val")
+    if not train_fields:
+        raise InputError(f"{pairs_dir} has no accepted training pairs; register more fields")
+    if not val_fields:
+        raise InputError(
+            f"{pairs_dir} has no accepted validation pairs: a model cannot be selected without "
+            "them; register more fields (about one in six goes to validation)"
+        )
+    if config.batch_size % ddp.world:
+        raise InputError(
+            f"batch_size={config.batch_size} is not divisible by the {ddp.world} DDP ranks"
+        )
+    device = _pick_device(config.device, ddp.local_rank)
+    init_net, init_cfg = None, None
+    if init is not None:
+        init_net, init_cfg, config = _load_init(Path(init), pairset, config)
+    model_cfg = _model_config(
+        pairs_dir,
+        pairset,
+        config,
+        train_fields,
+        val_fields,
+        init_cfg,
+        Path(init).resolve() if init is not None else None,
+    )
+    sampler = CropSampler(train_fields, model_cfg.normalisation, pairset.scale, config.patch_size)
+    _bind_cuda(device)
+    _set_determinism(config, device)
+    net = DeepMicroscopyNet(model_cfg.network)
+    if init_net is not None:
+        net.load_state_dict(init_net.state_dict())
+    net = net.to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return _Run(config, model_cfg, net, sampler, val_fields, pairset.max_value, device)
+
+
+def _data_range(model_cfg: ModelConfig, max_value: float) -> float:
+    """The white level in the network's normalised target units (for SSIM)."""
+    return float(max_value / np.mean(model_cfg.normalisation.target_scale))
 
 
 def _train(
@@ -263,48 +340,21 @@ def _train(
     out_dir: Path,
     config: TrainConfig,
     ddp: _Dist,
-    progress: Callable[[EpochMetrics], None] | None,
+    init: str | Path | None,
+    progress: Callable[[ValMetrics], None] | None,
     cancel: threading.Event | None,
     resume: bool,
 ) -> TrainResult:
-    pairset = load_pairset(pairs_dir)
-    train_fields = load_fields(pairs_dir, pairset, "train")
-    val_fields = load_fields(pairs_dir, pairset, "val")
-    if not train_fields:
-        raise InputError(f"{pairs_dir} has no accepted training pairs; register more fields")
-    if not val_fields:
-        log.warning("%s has no validation pairs; validating on the training fields", pairs_dir)
-        val_fields = train_fields
-    if config.batch_size % ddp.world:
-        raise InputError(
-            f"batch_size={config.batch_size} is not divisible by the {ddp.world} DDP ranks"
-        )
-    device = _pick_device(config.device, ddp.local_rank)
-    _bind_cuda(device)
-    _set_determinism(config, device)
-    model_cfg = _model_config(pairs_dir, pairset, config, train_fields, val_fields)
-    lr_p, hr_p = extract_patches(
-        train_fields, model_cfg.normalisation, pairset.scale, config.patch_size, config.overlap
-    )
-    n = len(lr_p)
-    batch = min(config.batch_size, n // ddp.world * ddp.world)
-    if batch < ddp.world:
-        raise InputError(f"{n} training patches cannot feed {ddp.world} DDP ranks")
-    steps = n // batch
-    log.info("%d training patches, %d steps of %d per epoch, device %s", n, steps, batch, device)
-
-    net = DeepMicroscopyNet(model_cfg.network).to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    run = _prepare(pairs_dir, config, ddp, init)
+    config, net, device = run.config, run.net, run.device
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    scheduler = _make_scheduler(config, optimizer)
     state = TrainState()
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         _check_resume_config(ckpt.train_config, config, ckpt_path)
-        state = ckpt.restore(net, optimizer, scheduler)
-        log.info("resuming at epoch %d step %d", state.epoch + 1, state.step_in_epoch)
+        state = ckpt.restore(net, optimizer)
+        log.info("resuming at step %d", state.global_step)
     if ddp.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / TRAIN_CONFIG_NAME, config.model_dump_json(indent=2) + "\n")
@@ -312,144 +362,198 @@ def _train(
     if ddp.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(net, device_ids=ids)
-    sampler: DistributedSampler[int] = DistributedSampler(
-        range(n),  # type: ignore[arg-type]
-        num_replicas=ddp.world,
-        rank=ddp.rank,
-        shuffle=True,
-        seed=config.seed,
-        drop_last=True,
-    )
-    per_rank = batch // ddp.world
-    bicubic = _bicubic_scores(val_fields, pairset.scale, pairset.max_value)
+    per_rank = config.batch_size // ddp.world
+    part = slice(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
+    loss_fn = make_loss(config, _data_range(run.model_cfg, run.max_value))
+    bicubic = _bicubic_scores(run.val_fields, run.model_cfg.network.scale, run.max_value)
     amp = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda"
         else contextlib.nullcontext()
     )
     config_json = config.model_dump_json()
+    budget_s = config.minutes * 60 if config.minutes else math.inf
+    log.info(
+        "%d training fields (%d px at 40x), %d steps of %d crops, device %s",
+        len(run.sampler.lr),
+        run.sampler.pixels,
+        config.steps,
+        config.batch_size,
+        device,
+    )
 
     def checkpoint() -> None:
         if ddp.main:
-            save_checkpoint(ckpt_path, net, optimizer, scheduler, state, config_json)
+            save_checkpoint(ckpt_path, net, optimizer, state, config_json)
+
+    def validate(t_train: float) -> None:
+        train_loss = state.loss_sum / max(state.loss_count, 1)
+        if ddp.world > 1:  # each rank saw its share of the batch
+            t = torch.tensor([train_loss], dtype=torch.float64)
+            dist.all_reduce(t)
+            train_loss = float(t) / ddp.world
+        val_ssim, val_psnr = _validate(net, run.model_cfg, run.val_fields, run.max_value, device)
+        metrics = ValMetrics(
+            step=state.global_step,
+            train_loss=train_loss,
+            val_ssim=val_ssim,
+            val_psnr=val_psnr,
+            lr=optimizer.param_groups[0]["lr"],
+            seconds=t_train,
+            patches=state.loss_count * config.batch_size,
+        )
+        improved = _record_validation(state, metrics, config.early_stop_patience)
+        if improved and ddp.main:
+            save_model(out_dir, net, _with_metrics(run.model_cfg, state, bicubic))
+        checkpoint()
+        if ddp.main:
+            _publish(out_dir, state, metrics, bicubic, writer)
+        if progress is not None:
+            progress(metrics)
+        model.train()
 
     cancelled = False
+    t_steps, n_steps = 0.0, 0
     with _summary_writer(out_dir, ddp.main) as writer:
-        while state.epoch < config.epochs and not state.stopped_early and not cancelled:
+        bar = tqdm(
+            total=config.steps,
+            initial=state.global_step,
+            desc="train",
+            unit="step",
+            file=sys.stderr,
+            disable=not ddp.main,
+            leave=False,
+        )
+        model.train()
+        t_val = time.perf_counter()
+        while state.global_step < config.steps and not state.stopped_early:
+            frac = _progress(state, config.steps, budget_s, ddp)
+            if frac > 1:
+                break  # the wall-clock budget is spent
             t0 = time.perf_counter()
-            sampler.set_epoch(state.epoch)
-            order = torch.tensor(list(sampler), dtype=torch.long)
-            codes = augment_codes(n, config.seed, state.epoch, config.augment)
-            model.train()
-            bar = tqdm(
-                total=steps,
-                initial=state.step_in_epoch,
-                desc=f"epoch {state.epoch + 1}/{config.epochs}",
-                file=sys.stderr,
-                disable=not ddp.main,
-                leave=False,
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(frac, config.warmup)
+            x, y = run.sampler.batch(
+                config.seed, state.global_step, config.batch_size, config.augment, part
             )
-            while state.step_in_epoch < steps:
-                s = state.step_in_epoch
-                x, y = make_batch(lr_p, hr_p, order[s * per_rank : (s + 1) * per_rank], codes)
-                x, y = x.to(device), y.to(device)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                with amp:
-                    pred = model(x)
-                loss = dlm_loss(pred.float(), y, config.grad_lambda)
-                loss.backward()
-                optimizer.step()
-                loss_value = float(loss.detach())
-                state.loss_sum += loss_value
-                state.step_in_epoch += 1
-                state.global_step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4g}")
-                if state.global_step % config.checkpoint_every == 0:
-                    checkpoint()
-                if cancel is not None and cancel.is_set():
-                    cancelled = True
-                    break
-            bar.close()
-            if cancelled:
+            x, y = x.to(device), y.to(device)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            optimizer.zero_grad(set_to_none=True)
+            with amp:
+                pred = model(x)
+            loss = loss_fn(pred.float(), y)
+            loss.backward()
+            optimizer.step()
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise InputError(
+                    f"training diverged at step {state.global_step + 1} (loss {loss_value}); "
+                    "lower the learning rate (--lr)"
+                )
+            dt = time.perf_counter() - t0
+            t_steps, n_steps = t_steps + dt, n_steps + 1
+            state.loss_sum += loss_value
+            state.loss_count += 1
+            state.global_step += 1
+            state.elapsed_s += dt
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+            if state.global_step % config.val_every == 0:
+                validate(time.perf_counter() - t_val)
+                t_val = time.perf_counter()
+            elif state.global_step % config.checkpoint_every == 0:
                 checkpoint()
+            if cancel is not None and cancel.is_set():
+                cancelled = True
                 break
-            train_loss = state.loss_sum / steps
-            if ddp.world > 1:
-                t = torch.tensor([train_loss], dtype=torch.float64)
-                dist.all_reduce(t)
-                train_loss = float(t) / ddp.world
-            val_ssim, val_psnr = _validate(net, model_cfg, val_fields, pairset.max_value, device)
-            metrics = EpochMetrics(
-                epoch=state.epoch + 1,
-                train_loss=train_loss,
-                val_ssim=val_ssim,
-                val_psnr=val_psnr,
-                lr=optimizer.param_groups[0]["lr"],
-                seconds=time.perf_counter() - t0,
-                patches=steps * batch,
-            )
-            improved = _close_epoch(state, metrics, config.early_stop_patience)
-            if improved and ddp.main:
-                save_model(out_dir, net, _with_metrics(model_cfg, state, bicubic))
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(val_ssim)
-            elif scheduler is not None:
-                scheduler.step()
+        bar.close()
+        last_validated = bool(state.history) and state.history[-1]["step"] == state.global_step
+        if cancelled:
             checkpoint()
-            if ddp.main:
-                _publish_epoch(out_dir, state, metrics, bicubic, writer)
-            if progress is not None:
-                progress(metrics)
-    history = [EpochMetrics(**h) for h in state.history]
+        elif not last_validated:
+            validate(time.perf_counter() - t_val)
+    history = [ValMetrics(**h) for h in state.history]
+    beats = _beats_bicubic(state, bicubic)
+    if ddp.main and not cancelled and not beats:
+        log.warning(
+            "the kept model (step %d: val SSIM %.4f, PSNR %.2f dB) does not beat bicubic on the "
+            "validation fields (SSIM %.4f, PSNR %.2f dB); train longer (--steps), fine-tune a "
+            "reference model (--init) or check the registration QC",
+            state.best_step,
+            state.best_val_ssim,
+            state.best_val_psnr,
+            *bicubic,
+        )
     return TrainResult(
         model_dir=out_dir,
         completed=not cancelled,
         stopped_early=state.stopped_early,
-        best_epoch=state.best_epoch,
+        steps=state.global_step,
+        best_step=state.best_step,
         best_val_ssim=state.best_val_ssim,
         best_val_psnr=state.best_val_psnr,
         bicubic_val_ssim=bicubic[0],
         bicubic_val_psnr=bicubic[1],
+        beats_bicubic=beats,
+        steps_per_second=n_steps / t_steps if t_steps > 0 else 0.0,
         history=history,
     )
 
 
-def _close_epoch(state: TrainState, metrics: EpochMetrics, patience: int) -> bool:
-    """Record a finished epoch in *state*; return whether it is the best so far (val SSIM)."""
-    improved = metrics.val_ssim > state.best_val_ssim
+def _progress(state: TrainState, steps: int, budget_s: float, ddp: _Dist) -> float:
+    """Fraction of the budget spent at the end of the next step (above 1: the time is spent).
+
+    The larger of the step and the wall-clock fractions. Under DDP the ranks agree on the
+    largest, so all stop at the same step.
+    """
+    frac = (state.global_step + 1) / steps
+    if not math.isfinite(budget_s):
+        return frac
+    frac = math.inf if state.elapsed_s >= budget_s else max(frac, state.elapsed_s / budget_s)
+    if ddp.world > 1:
+        t = torch.tensor([frac], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        frac = float(t)
+    return frac
+
+
+def _beats_bicubic(state: TrainState, bicubic: tuple[float, float]) -> bool:
+    return state.best_val_ssim > bicubic[0] and state.best_val_psnr > bicubic[1]
+
+
+def _record_validation(state: TrainState, metrics: ValMetrics, patience: int) -> bool:
+    """Record a validation in *state*; return whether it is the best so far (val PSNR)."""
+    improved = metrics.val_psnr > state.best_val_psnr
     if improved:
         state.best_val_ssim, state.best_val_psnr = metrics.val_ssim, metrics.val_psnr
-        state.best_epoch, state.bad_epochs = metrics.epoch, 0
+        state.best_step, state.bad_validations = metrics.step, 0
     else:
-        state.bad_epochs += 1
+        state.bad_validations += 1
     state.history.append(asdict(metrics))
-    state.epoch += 1
-    state.step_in_epoch, state.loss_sum = 0, 0.0
-    if patience and state.bad_epochs >= patience:
-        log.info("early stop: no val SSIM gain for %d epochs", state.bad_epochs)
+    state.loss_sum, state.loss_count = 0.0, 0
+    if patience and state.bad_validations >= patience:
+        log.info("early stop: no val PSNR gain in %d validations", state.bad_validations)
         state.stopped_early = True
     return improved
 
 
-def _publish_epoch(
+def _publish(
     out_dir: Path,
     state: TrainState,
-    metrics: EpochMetrics,
+    metrics: ValMetrics,
     bicubic: tuple[float, float],
     writer: Any | None,
 ) -> None:
     """Write metrics.csv and curves.png, log to TensorBoard and the log (main rank only)."""
     _write_metrics_csv(out_dir / METRICS_NAME, state.history)
-    plot_curves(out_dir / "curves.png", [EpochMetrics(**h) for h in state.history], bicubic)
+    plot_curves(out_dir / "curves.png", [ValMetrics(**h) for h in state.history], bicubic)
     if writer is not None:
         for key in ("train_loss", "val_ssim", "val_psnr", "lr"):
-            writer.add_scalar(key, getattr(metrics, key), metrics.epoch)
+            writer.add_scalar(key, getattr(metrics, key), metrics.step)
     log.info(
-        "epoch %d: loss %.4g, val SSIM %.4f PSNR %.2f dB (bicubic %.4f / %.2f)",
-        metrics.epoch,
+        "step %d: loss %.4g, val SSIM %.4f PSNR %.2f dB (bicubic %.4f / %.2f)",
+        metrics.step,
         metrics.train_loss,
         metrics.val_ssim,
         metrics.val_psnr,
@@ -458,8 +562,8 @@ def _publish_epoch(
 
 
 def _with_metrics(cfg: ModelConfig, state: TrainState, bicubic: tuple[float, float]) -> ModelConfig:
-    metrics = {
-        "best_epoch": state.best_epoch,
+    metrics: dict[str, Any] = {
+        "best_step": state.best_step,
         "val_ssim": state.best_val_ssim,
         "val_psnr": state.best_val_psnr,
         "bicubic_val_ssim": bicubic[0],
@@ -468,4 +572,5 @@ def _with_metrics(cfg: ModelConfig, state: TrainState, bicubic: tuple[float, flo
     }
     if not all(math.isfinite(v) for v in metrics.values()):
         raise InputError("training diverged (non-finite metrics); lower the learning rate")
+    metrics["beats_bicubic"] = _beats_bicubic(state, bicubic)
     return cfg.model_copy(update={"metrics": metrics})
