@@ -53,7 +53,7 @@ def _commands(i: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "calibrate": ["calibrate", "--simulate", "--roi", "64", "--out", f"{o}/profile.yaml"],
         "acquire": ["acquire", str(i["plan"]), "--out", o, "--simulate", "--no-pause"],
         "register": ["register", str(i["ds"]), "--out", o],
-        "train": ["train", str(i["pairs"]), "--out", o, "--epochs", "1", "--device", "cpu"],
+        "train": ["train", str(i["pairs"]), "--out", o, "--steps", "1", "--device", "cpu"],
         "evaluate": ["evaluate", m, str(i["pairs"]), "--out", o, "--no-mtf"],
         "enhance": ["enhance", m, str(i["snap"]), str(i["snap"].with_name("x.ome.tif")), "-o", o],
         "live": [
@@ -71,7 +71,7 @@ def _commands(i: dict[str, Path], out: Path) -> dict[str, list[str]]:
             "--record",
             o,
         ],
-        "demo": ["demo", "--out", o, "--headless"],
+        "demo": ["demo", "--out", o, "--headless", "--from-scratch"],
     }
 
 
