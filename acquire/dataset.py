@@ -117,8 +117,20 @@ class Dataset:
         return safe_join(self.root, record.path)
 
     def load(self, record: FieldRecord) -> tuple[np.ndarray, ImageMeta]:
-        """Image ``(z, y, x, c)`` and metadata of a done field."""
-        return read_ome_tiff(self.path_of(record))
+        """Image ``(z, y, x, c)`` and metadata of a done field.
+
+        A file whose own field id (written into its OME metadata) is not the record's, e.g.
+        two field files swapped by hand, is refused with :class:`InputError`.
+        """
+        path = self.path_of(record)
+        stack, meta = read_ome_tiff(path)
+        own = meta.annotations.get("field_id")
+        if own is not None and own != record.field_id:
+            raise InputError(
+                f"{path} holds field {own!r}, but {MANIFEST_NAME} lists it as "
+                f"{record.field_id!r}; put the original files back"
+            )
+        return stack, meta
 
 
 def read_records(root: Path) -> list[FieldRecord]:

@@ -187,3 +187,29 @@ def remove_partials(directory: str | os.PathLike[str]) -> int:
         p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(directory: str | os.PathLike[str], *, recursive: bool = True) -> int:
+    """Delete ``.NAME.PID.partial`` files in (or below) *directory* whose process is gone.
+
+    Safe without a lock: a file of a process that still runs is kept. Returns the count.
+    """
+    n = 0
+    root = Path(directory)
+    found = root.rglob if recursive else root.glob
+    for p in found(f".*{PARTIAL_SUFFIX}"):
+        pid = p.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

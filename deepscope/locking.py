@@ -5,6 +5,7 @@ a first one runs is refused with a :class:`~deepscope.errors.LockedError` naming
 that holds the lock. The kernel releases the lock when its holder exits, however it exits
 (``kill -9`` included), so a crash never leaves a stale lock. The lock file stays in place (an
 empty file while nobody holds it): deleting it could let two processes lock different files.
+Taking the lock removes the temporary files that a killed earlier run left behind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+from deepscope.atomic import remove_stale_partials
 from deepscope.errors import InputError, LockedError
 
 LOCK_NAME = ".deepscope.lock"
@@ -58,6 +60,7 @@ def directory_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, _holder_text(), 0)
+        remove_stale_partials(root)  # temporary files of a killed run
         try:
             yield root
         finally:

@@ -44,13 +44,19 @@ def check_new_outputs(outputs: list[Path], inputs: list[Path]) -> None:
             )
         if target.is_dir():
             raise InputError(f"output {out} is a directory; expected a new .ome.tif file name")
-        for parent in target.parents:
-            marker = next((m for m in DATA_MARKERS if (parent / m).is_file()), None)
-            if marker is not None:
-                raise InputError(
-                    f"output {out} is inside {parent}, which holds acquired or registered data "
-                    f"({marker}); write enhanced images to another directory"
-                )
+        check_outside_data(out, DATA_MARKERS)
+
+
+def check_outside_data(out: Path, markers: tuple[str, ...] = DATA_MARKERS) -> None:
+    """Refuse an output path that is, or lies inside, a directory holding one of *markers*."""
+    target = out.resolve()
+    for parent in (target, *target.parents):
+        marker = next((m for m in markers if (parent / m).is_file()), None)
+        if marker is not None:
+            raise InputError(
+                f"output {out} is inside {parent}, which holds acquired or registered data "
+                f"({marker}); write to another directory"
+            )
 
 
 def read_user_text(path: str | Path, what: str) -> str:

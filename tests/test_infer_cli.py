@@ -134,3 +134,24 @@ def test_enhance_never_replaces_raw_data(
         assert "\n" not in err
     assert {p: p.read_bytes() for p in (raw, in_ds)} == before
     assert sorted(p.name for p in (ds / "fields").iterdir()) == ["tile.ome.tif"]
+
+
+def test_enhance_removes_partials_of_a_killed_run(tmp_path: Path, model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    src = write_ome_tiff(
+        tmp_path / "a.ome.tif", np.zeros((16, 16, 3), np.uint8), ImageMeta(pixel_size_um=0.2)
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    torn = out / f".a_enhanced.ome.tif.{pid}.partial"
+    torn.write_bytes(b"torn")
+    assert main(["enhance", str(model_dir), str(src), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_enhanced.ome.tif"]

@@ -96,3 +96,23 @@ def test_a_refused_run_leaves_no_directory_behind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="checks failed"), directory_lock(out):
         raise ValueError("checks failed")
     assert not out.exists()
+
+
+def test_partials_of_a_killed_run_are_removed_when_the_lock_is_taken(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    (out / "sub").mkdir(parents=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = out / f".model.safetensors.{gone.stdout.strip()}.partial"
+    dead_below = out / "sub" / f".x.ome.tif.{gone.stdout.strip()}.partial"
+    mine = out / f".checkpoint.safetensors.{os.getpid()}.partial"
+    for p in (dead, dead_below, mine):
+        p.write_bytes(b"torn")
+    with directory_lock(out):
+        assert not dead.exists()
+        assert not dead_below.exists()
+        assert mine.exists()  # its writer still runs

@@ -56,3 +56,16 @@ def test_resume_after_a_torn_manifest_line_completes_every_field_once(tmp_path: 
     assert len(records) == 8
     assert len({r["field_id"] for r in records}) == 8
     assert len(open_dataset(out).done()) == 8
+
+
+def test_swapped_field_files_are_caught(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    run_acquisition(small_plan(targets={"count": 0}), out, make_core(seed=1))
+    a, b = out / "fields" / "tile_r00_c00.ome.tif", out / "fields" / "tile_r00_c01.ome.tif"
+    a_bytes = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(a_bytes)
+    ds = open_dataset(out)
+    record = next(r for r in ds.done() if r.field_id == "tile_r00_c00")
+    with pytest.raises(InputError, match="holds field 'tile_r00_c01'"):
+        ds.load(record)

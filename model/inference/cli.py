@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepscope.atomic import remove_stale_partials
 from deepscope.cli import common_options, emit_json
 from deepscope.errors import InputError
 from deepscope.paths import check_new_outputs
@@ -108,6 +109,8 @@ def run_enhance(args: argparse.Namespace) -> int:
             raise InputError(f"input {p} does not exist; give OME-TIFF files")
     targets = output_paths(args.inputs, args.out)
     check_new_outputs(targets, args.inputs)
+    for parent in {t.parent for t in targets if t.parent.is_dir()}:
+        remove_stale_partials(parent, recursive=False)  # left by a killed earlier run
     enhancer = Enhancer.from_dir(
         args.model_dir,
         device=args.device,
