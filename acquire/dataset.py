@@ -29,7 +29,12 @@ INFO_NAME = "dataset.json"
 MANIFEST_NAME = "manifest.jsonl"
 FIELDS_DIR = "fields"
 
-Role = Literal["tile", "target"]
+Role = Literal["tile", "target", "flat"]
+
+
+def flat_field_ids(objective: str) -> tuple[str, str]:
+    """Field ids of an objective's blank frames: at the full exposure, and at half of it."""
+    return f"flat_{objective}", f"flat_{objective}_half"
 
 
 class ObjectiveInfo(BaseModel):

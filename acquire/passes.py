@@ -53,7 +53,8 @@ class AcquisitionProgress:
 class _Collected:
     """Planes of one field as they arrive, with read-back positions and times."""
 
-    images: dict[int, np.ndarray] = field(default_factory=dict)
+    images: dict[int, np.ndarray] = field(default_factory=dict)  # sums of the exposures
+    counts: dict[int, int] = field(default_factory=dict)
     positions: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
@@ -115,11 +116,13 @@ class PassRunner:
         stage_of: Callable[[FieldSpec], tuple[float, float]],
         focus_of: Callable[[float, float], float],
         per_field_af: bool,
+        averages: int = 1,
     ) -> None:
         """Acquire *fields* not done before, retrying failures up to the plan's ``retries``.
 
         *stage_of* gives a field's stage position, *focus_of* the focus z at a stage position;
-        with *per_field_af* a z scan around that focus runs before each field.
+        with *per_field_af* a z scan around that focus runs before each field. Each plane is
+        the mean of *averages* exposures.
         """
         pending = [f for f in fields if f.field_id not in self.done_before]
         failures: dict[str, int] = {}
@@ -127,7 +130,15 @@ class PassRunner:
             if self.cancel.is_set():
                 raise CancelledError
             completed, failure = self._acquire(
-                pending, optics, exposure_ms, zstack, stage_of, focus_of, per_field_af, failures
+                pending,
+                optics,
+                exposure_ms,
+                zstack,
+                stage_of,
+                focus_of,
+                per_field_af,
+                failures,
+                averages,
             )
             pending = [f for f in pending if f.field_id not in completed]
             if self.cancel.is_set():
@@ -159,6 +170,7 @@ class PassRunner:
         focus_of: Callable[[float, float], float],
         per_field_af: bool,
         failures: dict[str, int],
+        averages: int,
     ) -> tuple[set[str], tuple[FieldSpec, str] | None]:
         """One pycromanager acquisition over *fields*; returns the finished ids and a failure."""
         offsets = zstack.offsets_um()
@@ -167,7 +179,7 @@ class PassRunner:
         group = self.profile.objective_group
         events = [
             {
-                "axes": {"field": i, "z": k},
+                "axes": {"field": i, "z": k} | ({"time": n} if averages > 1 else {}),
                 "x": stage[i][0],
                 "y": stage[i][1],
                 "z": focus[i] + dz,
@@ -176,7 +188,13 @@ class PassRunner:
             }
             for i in range(len(fields))
             for k, dz in enumerate(offsets)
+            for n in range(averages)
         ]
+        if averages > 1:
+            # repeated exposures as time points with distinct start times: pycromanager would
+            # otherwise merge them into one hardware sequence and hand the hooks a list of events
+            for j, event in enumerate(events):
+                event["min_start_time"] = 1e-3 * (j % averages)
         collected: dict[int, _Collected] = {}
         completed: set[str] = set()
         state: dict[str, Any] = {"current": 0, "error": None, "fatal": None}
@@ -205,7 +223,7 @@ class PassRunner:
                     return None
             if per_field_af:
                 try:
-                    if k == 0:
+                    if k == 0 and event["axes"].get("time", 0) == 0:
                         self.scope.move_xy(*stage[i])
                         focus[i] = z_scan(
                             self.scope.snap_at,
@@ -233,9 +251,14 @@ class PassRunner:
             axes = metadata["Axes"]
             i, k = int(axes["field"]), int(axes["z"])
             c = collected.setdefault(i, _Collected())
-            c.images[k] = np.asarray(image)
-            if len(c.images) < len(offsets) or state["fatal"] is not None:
+            frame = np.asarray(image)
+            c.images[k] = c.images[k] + frame if k in c.images else frame.astype(np.float64)
+            c.counts[k] = c.counts.get(k, 0) + 1
+            done = len(c.counts) == len(offsets) and min(c.counts.values()) == averages
+            if not done or state["fatal"] is not None:
                 return
+            for kk in c.images:  # the mean of the exposures, in the camera's dtype
+                c.images[kk] = np.rint(c.images[kk] / averages).astype(frame.dtype)
             try:
                 self._write(fields[i], c, optics, exposure_ms, zstack, stage[i], focus[i], failures)
             except DeepscopeError as exc:  # disk full, unwritable file: stop, keep what is written

@@ -98,6 +98,9 @@ class TargetSpec(_Frozen):
         description="minimum contrast (std/mean, 4x4-binned) of the 40x patch under a field",
     )
     exposure_ms: float = Field(default=20.0, gt=0)
+    averages: int = Field(
+        default=1, ge=1, le=64, description="exposures averaged per plane (less noise, N x time)"
+    )
     z: ZStack = Field(default_factory=lambda: ZStack(slices=5, step_um=0.4))
 
     @model_validator(mode="after")
@@ -105,6 +108,19 @@ class TargetSpec(_Frozen):
         if self.centres_um and self.count:
             raise ValueError("give either centres_um or count, not both")
         return self
+
+
+class FlatField(_Frozen):
+    """Blank-field frames for flat-field correction, taken on bare glass by each objective.
+
+    Each objective takes an averaged frame at its pass's exposure and one at half of it (their
+    difference gives the camera's dark level without a shutter); registration corrects every
+    frame of that objective with them (vignetting, uneven illumination).
+    """
+
+    x_um: float = Field(description="stage x of a bare-glass spot (no tissue, no dust)")
+    y_um: float
+    frames: int = Field(default=8, ge=1, le=64, description="exposures averaged per blank frame")
 
 
 class Autofocus(_Frozen):
@@ -127,6 +143,7 @@ class AcquisitionPlan(_Frozen):
     tiles: TileSpec = Field(default_factory=TileSpec)
     targets: TargetSpec = Field(default_factory=TargetSpec)
     autofocus: Autofocus = Field(default_factory=Autofocus)
+    flat_field: FlatField | None = None
     serpentine: bool = True
     retries: int = Field(default=2, ge=0, le=20, description="re-tries of a field after an error")
     on_failure: Literal["continue", "abort"] = "continue"

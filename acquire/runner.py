@@ -2,7 +2,8 @@
 
 :func:`run_acquisition` checks the plan against the microscope before anything moves, opens (or
 resumes) the dataset, and runs two passes (:mod:`acquire.passes`): every tile, then, after the
-pause for immersion oil, every target field at the calibrated offsets.
+pause for immersion oil, every target field at the calibrated offsets. With the plan's
+``flat_field`` each objective first takes its blank frames on bare glass.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Any
 from acquire import layout
 from acquire.autofocus import FocusMap, map_points, z_scan
 from acquire.backends import Scope, python_scope
-from acquire.dataset import DatasetInfo, ObjectiveInfo
+from acquire.dataset import DatasetInfo, ObjectiveInfo, flat_field_ids
 from acquire.layout import FieldSpec
 from acquire.passes import AcquisitionProgress, CancelledError, Optics, PassRunner
-from acquire.plan import AcquisitionPlan
+from acquire.plan import AcquisitionPlan, ZStack
 from acquire.profile import MicroscopeProfile
 from acquire.storage import DatasetWriter, now_iso
 from acquire.targets import content_check, tile_focus
@@ -61,6 +62,34 @@ class AcquisitionSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "failures": [{"field_id": f, "reason": r} for f, r in self.failures],
         }
+
+
+def _flat_pass(
+    run: PassRunner,
+    optics: Optics,
+    exposure_ms: float,
+    focus_of: Callable[[float, float], float],
+) -> None:
+    """Blank frames of the objective in the light path, at *exposure_ms* and half of it."""
+    ff = run.plan.flat_field
+    if ff is None:
+        return
+    for fid, exposure in zip(
+        flat_field_ids(optics.name), (exposure_ms, exposure_ms / 2), strict=True
+    ):
+        spec = FieldSpec(
+            field_id=fid, role="flat", objective=optics.name, x_um=ff.x_um, y_um=ff.y_um
+        )
+        run.run_pass(
+            [spec],
+            optics,
+            exposure,
+            ZStack(),
+            lambda f: (f.x_um, f.y_um),
+            focus_of,
+            False,
+            ff.frames,
+        )
 
 
 def _objective_info(scope: Scope, profile: MicroscopeProfile, name: str) -> Optics:
@@ -218,7 +247,8 @@ def _run_plan(
     run = PassRunner(plan, writer, scope, profile, progress, cancel)
     skipped = len(run.done_before)
     n_targets = len(plan.targets.centres_um) or plan.targets.count
-    run.total = len(tiles) + n_targets
+    n_flats = 4 if plan.flat_field is not None else 0
+    run.total = len(tiles) + n_targets + n_flats
     cal = profile.calibration
     af = plan.autofocus
     cancelled = False
@@ -245,6 +275,7 @@ def _run_plan(
             focus_of,
             af.mode == "per_field",
         )
+        _flat_pass(run, tile_optics, plan.tiles.exposure_ms, focus_of)
         # -- choose the target fields ----------------------------------------------------------
         centres = list(plan.targets.centres_um)
         if plan.targets.count:
@@ -274,7 +305,7 @@ def _run_plan(
         targets = layout.target_fields(
             centres, target_optics.name, target_optics.fov_um[1], plan.serpentine
         )
-        run.total = len(tiles) + len(targets)
+        run.total = len(tiles) + len(targets) + n_flats
         # -- oil, then pass 2: targets ----------------------------------------------------------
         if any(t.field_id not in run.done_before for t in targets):
             run.phase = "oil"
@@ -285,14 +316,20 @@ def _run_plan(
             focus_near = tile_focus(writer, focus_of)
             scope.set_objective(profile.objective_group, target_optics.name)
             scope.set_exposure(plan.targets.exposure_ms)
+
+            def target_focus(x: float, y: float) -> float:
+                return focus_near(x + cal.dx_um, y + cal.dy_um) + cal.dz_um
+
+            _flat_pass(run, target_optics, plan.targets.exposure_ms, target_focus)
             run.run_pass(
                 targets,
                 target_optics,
                 plan.targets.exposure_ms,
                 plan.targets.z,
                 lambda f: (f.x_um - cal.dx_um, f.y_um - cal.dy_um),
-                lambda x, y: focus_near(x + cal.dx_um, y + cal.dy_um) + cal.dz_um,
+                target_focus,
                 af.mode == "per_field",
+                plan.targets.averages,
             )
         run.phase = "done"
         run.report()

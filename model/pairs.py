@@ -37,6 +37,19 @@ class Transform(BaseModel):
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
 
+class IntensityMatch(BaseModel):
+    """Per-channel ``hr = gain * hr_acquired + offset`` applied to a pair's 100x target.
+
+    Fitted during registration so that the target has the 40x crop's intensities (see
+    :mod:`model.registration.intensity`); the stored ``hr`` image already has it applied.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    gain: tuple[float, ...]
+    offset: tuple[float, ...]
+
+
 class Pair(BaseModel):
     """One registered 40x/100x pair, accepted or rejected with a reason."""
 
@@ -52,6 +65,9 @@ class Pair(BaseModel):
     ncc: float | None = None
     residual: float | None = None
     transform: Transform | None = None
+    intensity: IntensityMatch | None = Field(
+        default=None, description="intensity match applied to hr; None: hr as acquired"
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -68,6 +84,10 @@ class PairSet(BaseModel):
     hr_pixel_size_um: float = Field(gt=0)
     source: str = ""
     edof: bool = False
+    flat_field: dict[str, float] = Field(
+        default_factory=dict,
+        description="roles (tile, target) flat-field corrected: fall-off of their blank frames",
+    )
     seed: int = 0
     pairs: list[Pair]
 

@@ -333,9 +333,10 @@ class VirtualMicroscope:
         sh, sw = truth.sensor
         ys = (np.arange(truth.roi[1], truth.roi[1] + h, dtype=np.float32) - (sh - 1) / 2) / (sh / 2)
         xs = (np.arange(truth.roi[0], truth.roi[0] + w, dtype=np.float32) - (sw - 1) / 2) / (sw / 2)
-        fall = 1.0 - cam.vignetting * (xs[None, :] ** 2 + ys[:, None] ** 2) / 2
+        falloff = cam.vignetting + spec.illumination_falloff
+        fall = 1.0 - falloff * (xs[None, :] ** 2 + ys[:, None] ** 2) / 2
         scale = np.float32(cam.counts_per_ms * truth.exposure_ms) * fall.astype(np.float32)
-        image *= scale[..., None]
+        image *= scale[..., None] * np.asarray(spec.transmission_rgb, np.float32)
         image += np.float32(cam.offset_counts)
         return image
 

@@ -86,14 +86,27 @@ def value_noise_grid(xs_um: np.ndarray, ys_um: np.ndarray, scale_um: float, key:
 
 
 def fractal_noise_grid(
-    xs_um: np.ndarray, ys_um: np.ndarray, scale_um: float, key: int, octaves: int = 3
+    xs_um: np.ndarray,
+    ys_um: np.ndarray,
+    scale_um: float,
+    key: int,
+    octaves: int = 3,
+    min_scale_um: float = 0.0,
 ) -> np.ndarray:
-    """:func:`fractal_noise` on the grid ``ys_um x xs_um`` (1-D axes)."""
+    """:func:`fractal_noise` on the grid ``ys_um x xs_um`` (1-D axes).
+
+    Octaves finer than *min_scale_um* are replaced by their mean (0.5): on a coarse pixel grid
+    they would only alias, and the field keeps its mean and its coarser octaves unchanged.
+    """
     total = np.zeros((np.size(ys_um), np.size(xs_um)), np.float32)
     norm = 0.0
     amp = 1.0
     for k in range(octaves):
-        total += amp * value_noise_grid(xs_um, ys_um, scale_um / 2**k, key * 131 + k)
+        scale = scale_um / 2**k
+        if scale >= min_scale_um:
+            total += amp * value_noise_grid(xs_um, ys_um, scale, key * 131 + k)
+        else:
+            total += np.float32(amp * 0.5)
         norm += amp
         amp /= 2
     return total / np.float32(norm)

@@ -91,11 +91,16 @@ def test_stitching_matches_true_tile_offsets(sim):
 
     tiles = _load_tiles(open_inputs(sim.path), 25.0 / 0.185)
     pos = tiles.mosaic.positions
-    ref = sim.truths[tiles.ids[0]]
-    for k, tid in enumerate(tiles.ids[1:], start=1):
+    # a tile all of whose overlaps are bare glass can only be placed by its stage position
+    linked = {k for e in tiles.mosaic.edges if e.kept for k in (e.i, e.j)}
+    assert len(linked) >= len(tiles.ids) - 2
+    ref = min(linked)
+    stage_error_px = 2.0 / 0.185  # backlash 1.5 um plus repeatability, both tiles
+    for k, tid in enumerate(tiles.ids):
         x, y = pixel_to_slide(sim.truths[tid], np.array([0.0]), np.array([0.0]))
-        true_rel = _tile_from_slide(ref, x, y)[0]
-        assert np.allclose(pos[k] - pos[0], true_rel, atol=0.15), (tid, pos[k] - pos[0], true_rel)
+        true_rel = _tile_from_slide(sim.truths[tiles.ids[ref]], x, y)[0]
+        tol = 0.15 if k in linked else stage_error_px
+        assert np.allclose(pos[k] - pos[ref], true_rel, atol=tol), (tid, pos[k] - pos[ref])
 
 
 def test_pairs_files_and_qc(registered):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from deepscope.errors import HardwareError
 from simulators import FaultConfig, make_core, microscope_of, pixel_to_slide
@@ -224,3 +225,31 @@ def test_camera_timeout_fault_waits_then_raises():
     core.setROI(0, 0, 16, 16)
     with pytest.raises(RuntimeError, match=r"timed out after 0\.01 s"):
         core.snapImage()
+
+
+def test_section_cuts_through_nuclei_so_most_span_mid_plane():
+    spec = TissueSpecimen(seed=2)
+    z = np.array(spec.layers_z_um)
+    assert len(z) >= 8
+    assert 4.0 <= z[-1] - z[0] + (z[1] - z[0]) <= 5.0  # a 4-5 um section
+    layers = spec.render(200.0, 100.0, 0.185, 400, 400)
+    nuclear = -np.log(layers[..., 0]) > 0.08  # haematoxylin absorbs red; eosin hardly
+    union, n = ndimage.label(nuclear.any(axis=0))
+    mid = nuclear[len(z) // 2 - 1 : len(z) // 2 + 1].any(axis=0)
+    cut = len(set(np.unique(union[mid])) - {0})
+    assert n >= 20
+    assert cut >= 0.75 * n  # most nuclei are cut through mid-section, a few are caps
+    # a nucleus spans the section: its middle shows in (nearly) every layer, not in one
+    depth = ndimage.maximum(nuclear.sum(axis=0), union, np.arange(1, n + 1))
+    assert np.median(depth) >= 6
+
+
+def test_40x_focus_peaks_once_at_mid_section():
+    core = noise_free(make_core(imperfections=False))
+    zs = np.arange(-3.0, 3.01, 0.5)
+    curve = sharpness_curve(core, "40x", zs)
+    assert abs(zs[int(np.argmax(curve))]) <= 0.5
+    # one peak: sharpness falls on both sides
+    best = int(np.argmax(curve))
+    assert np.all(np.diff(curve[: best + 1]) > 0)
+    assert np.all(np.diff(curve[best:]) < 0)

@@ -260,13 +260,13 @@ def test_init_model_of_other_scale_or_optics_is_refused(pairs: Path, tmp_path: P
 
     other = ModelConfig(network=NetworkConfig(scale=2.0, base_channels=4, num_blocks=1))
     save_model(tmp_path / "x2", DeepMicroscopyNet(other.network), other)
-    with pytest.raises(InputError, match="scale 2.0"):
+    with pytest.raises(InputError, match=r"scale 2\.0"):
         train_model(pairs, tmp_path / "m", _cfg(), init=tmp_path / "x2")
     optics = ModelConfig(
         network=NetworkConfig(base_channels=4, num_blocks=1), input_pixel_size_um=0.3
     )
     save_model(tmp_path / "px", DeepMicroscopyNet(optics.network), optics)
-    with pytest.raises(InputError, match="0.3 um input pixels"):
+    with pytest.raises(InputError, match=r"0\.3 um input pixels"):
         train_model(pairs, tmp_path / "m", _cfg(), init=tmp_path / "px")
     assert not (tmp_path / "m").exists()
 

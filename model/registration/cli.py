@@ -31,6 +31,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=True,
         help="fuse the 100x z-stack by wavelet EDOF (default) or take the best-focus slice",
     )
+    p.add_argument(
+        "--flat-field",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="correct each objective with the dataset's blank frames, where it has them (default)",
+    )
+    p.add_argument(
+        "--match-intensity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bring each 100x target to its 40x crop's intensities by a per-channel gain and "
+        "offset, recorded in pairs.json (default)",
+    )
     p.add_argument("--min-ncc", type=float, default=0.5, help="lowest accepted NCC (0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument(
@@ -53,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     check_outside_data(args.out, ("dataset.json", "manifest.jsonl"))  # never into raw data
     options = RegistrationOptions(
         edof=args.edof,
+        flat_field=args.flat_field,
+        match_intensity=args.match_intensity,
         min_ncc=args.min_ncc,
         seed=args.seed,
         split=tuple(args.split),

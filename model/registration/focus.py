@@ -1,11 +1,28 @@
 """Focus measures, best-focus selection and wavelet extended depth of field (EDOF).
 
 The EDOF fusion follows the wavelet approach of Forster et al. (2004): every slice is
-decomposed with a 2-D wavelet transform, each detail coefficient is taken from the slice where
-it is largest in magnitude (the sharpest slice at that scale and place), the choice is made
-once per position and level for all three orientations (subband consistency), and the choice
-map is median filtered (spatial consistency) so that noise does not pick isolated
-coefficients from defocused slices. Colour follows the finest-scale choice.
+decomposed with an orthonormal 2-D wavelet transform and each detail coefficient is taken from
+the slices where the image is sharp at that scale and place. Picking, per coefficient, the
+slice with the largest magnitude (the textbook rule) picks noise: of five noisy coefficients the
+largest is mostly noise, so the fused image came out noisier than any slice. Here the choice is
+made on the local detail energy (summed over the three orientations, smoothed over a few
+coefficients): every slice whose energy is within the estimation noise of the sharpest one's
+(from the noise sigma of the finest diagonal band) is averaged, the others are left out. A
+detail present in one slice comes from that slice; where several are equally sharp, or none
+holds detail above the noise (flat cytoplasm, glass), they are averaged and the noise drops by
+up to sqrt(slices). Colour follows the finest-scale weights.
+
+Which target to train on (``deepscope register`` default ``edof``, ``--no-edof`` for the best
+slice):
+
+* **best slice** is one real exposure: its noise is the camera's, its blur the 100x depth of
+  field (~0.4 um in oil), so structures above and below that plane are soft. A network trained
+  on it learns to put the 40x image's depth of field (~1 um) into one thin plane, and cannot
+  know which parts of the 40x image to defocus: it learns an average.
+* **edof** holds every structure of the z-range sharp, as the 40x (with its deeper field) sees
+  them, and, with this fusion, less noise than one slice. It is the better-posed target for a
+  40x -> 100x network; its cost is that it is not one physical image (rare fusion seams where
+  slices disagree).
 """
 
 from __future__ import annotations
@@ -68,24 +85,30 @@ def best_focus_index(stack: np.ndarray) -> int:
 
 
 def edof_wavelet(
-    stack: np.ndarray, wavelet: str = "db2", levels: int = 4, consistency: int = 3
+    stack: np.ndarray,
+    wavelet: str = "db2",
+    levels: int = 4,
+    smoothing: float = 0.7,
+    spread: float = 2.0,
 ) -> np.ndarray:
     """Fuse a ``(z, y, x, c)`` focus stack into one all-in-focus ``(y, x, c)`` float32 image.
 
-    The fusion runs on the luminance; colour (each channel minus the luminance) is taken per
-    pixel from the slice chosen at the finest scale, so an RGB stack costs one wavelet
-    decomposition per slice, not three.
+    The fusion runs on the luminance; colour (each channel minus the luminance) is blended per
+    pixel with the finest-scale weights, so an RGB stack costs one wavelet decomposition per
+    slice, not three.
 
     Parameters
     ----------
     stack
         Focus stack, slices along axis 0.
     wavelet
-        PyWavelets wavelet name.
+        PyWavelets wavelet name (orthonormal, so that noise is the same in every band).
     levels
         Decomposition levels (reduced automatically for small images).
-    consistency
-        Size of the median filter applied to each level's slice-choice map (1: none).
+    smoothing
+        Gaussian sigma (coefficients) of the local detail energy that chooses the slices.
+    spread
+        Slices within ``spread`` standard errors of the sharpest one's energy are averaged.
     """
     zstack = np.asarray(stack, dtype=np.float32)
     if zstack.ndim == 3:
@@ -98,23 +121,26 @@ def edof_wavelet(
     lev = max(1, min(levels, max_level))
     # per slice: [cA, (cH, cV, cD) per level, coarse to fine]
     decs = [pywt.wavedec2(y, wavelet, level=lev) for y in luma]
+    # noise sigma from the finest diagonal band (robust: median absolute value / 0.6745)
+    sigma = float(np.median([np.median(np.abs(d[-1][2])) for d in decs])) / 0.6745
     fused: list[object] = [np.mean([d[0] for d in decs], axis=0)]  # keeps the intensity
-    choice = np.zeros((1, 1), dtype=np.intp)
+    weights = np.full((nz, 1, 1), 1.0 / nz, np.float32)
     for level in range(1, lev + 1):
-        # detail magnitude summed over the orientations: one choice per place and scale
-        activity = np.stack([sum(np.abs(band) for band in d[level]) for d in decs])
-        choice = np.argmax(activity, axis=0)
-        if consistency > 1:
-            choice = ndimage.median_filter(choice, size=consistency, mode="nearest")
-        fused.append(
-            tuple(
-                np.take_along_axis(np.stack([d[level][o] for d in decs]), choice[None], axis=0)[0]
-                for o in range(3)
-            )
+        bands = np.stack([np.stack(d[level]) for d in decs])  # (z, 3, h, w)
+        energy = np.stack(
+            [ndimage.gaussian_filter((b * b).sum(axis=0), smoothing, mode="nearest") for b in bands]
         )
+        # slices whose detail energy is within its estimation noise of the best are averaged
+        best = energy.max(axis=0)
+        n_eff = 4 * np.pi * smoothing**2  # coefficients in the smoothing window
+        tol = spread * (2 * sigma * np.sqrt(best) + 3 * sigma**2) / np.sqrt(n_eff)
+        keep = (energy >= best - tol).astype(np.float32)
+        weights = keep / keep.sum(axis=0)
+        fused.append(tuple((weights * bands[:, o]).sum(axis=0) for o in range(3)))
     y = pywt.waverec2(fused, wavelet)[:ny, :nx].astype(np.float32)
     if nc == 1:
         return y[..., None]
-    pick = cv2.resize(choice.astype(np.uint8), (nx, ny), interpolation=cv2.INTER_NEAREST)
+    w = np.stack([cv2.resize(wz.astype(np.float32), (nx, ny)) for wz in weights])
+    w = w / w.sum(axis=0, keepdims=True)
     chroma = zstack - luma[..., None]
-    return y[..., None] + np.take_along_axis(chroma, pick[None, ..., None].astype(np.intp), 0)[0]
+    return y[..., None] + (w[..., None] * chroma).sum(axis=0)

@@ -79,6 +79,7 @@ class TileSet:
     mosaic_gray: np.ndarray
     pixel_um: float
     ids: list[str]
+    raw_peak: float = 0.0  # largest stored value before flat-field correction
 
     def slide_to_mosaic(self, x_um: float, y_um: float) -> tuple[float, float]:
         """Mosaic pixel of a slide position, through the nearest tile's stage position."""

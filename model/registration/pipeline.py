@@ -21,9 +21,11 @@ from deepscope.atomic import remove_partials
 from deepscope.errors import InputError
 from deepscope.locking import locks_directory
 from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
-from model.pairs import Pair, PairSet, Transform, save_pairset
+from model.pairs import IntensityMatch, Pair, PairSet, Transform, save_pairset
 from model.registration import align, qc
+from model.registration.flatfield import FlatField
 from model.registration.focus import best_focus_index, to_gray
+from model.registration.intensity import apply_match, fit_match
 from model.registration.pairing import (
     FLAT_SIGMA_PX,
     Located,
@@ -54,6 +56,12 @@ class RegistrationOptions(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     edof: bool = Field(True, description="fuse the 100x z-stack (wavelet EDOF); else best slice")
+    flat_field: bool = Field(
+        True, description="correct each objective with its blank frames, where the dataset has them"
+    )
+    match_intensity: bool = Field(
+        True, description="fit and apply a per-channel gain and offset taking hr to lr intensities"
+    )
     min_ncc: float = Field(0.5, ge=-1.0, le=1.0, description="lowest accepted NCC")
     seed: int = Field(0, description="seed of the train/val/test split")
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -65,7 +73,7 @@ class RegistrationOptions(BaseModel):
         0.008, ge=0, description="lowest texture (std of the flat-fielded 100x field)"
     )
     min_focus_ratio: float = Field(
-        0.6, ge=0, description="lowest 100x/40x sharpness ratio on the 40x grid"
+        0.8, ge=0, description="lowest 100x/40x sharpness ratio on the 40x grid"
     )
     max_residual_px: float = Field(
         1.5, gt=0, description="largest RMS (40x px) between a field's own fit and the final"
@@ -131,11 +139,25 @@ def _scale_fraction(ratio: float) -> Fraction:
     return frac
 
 
-def _load_tiles(inputs: Inputs, max_shift_px: float) -> TileSet:
+def _flat_field(inputs: Inputs, role: str) -> FlatField | None:
+    """The flat field of the tiles' or the targets' objective, if the inputs hold its frames."""
+    if role not in inputs.flats:
+        return None
+    full, half = (read_ome_tiff(e.path)[0][0] for e in inputs.flats[role])
+    return FlatField.from_frames(full, half)
+
+
+def _load_tiles(
+    inputs: Inputs, max_shift_px: float, flat_field: FlatField | None = None
+) -> TileSet:
     images, grays, flats = [], [], []
+    peak = 0.0
     for entry in tqdm(inputs.tiles, desc="tiles", unit="tile", leave=False):
         stack, _ = read_ome_tiff(entry.path)
+        peak = max(peak, float(stack.max()))
         img = stack[best_focus_index(stack)] if stack.shape[0] > 1 else stack[0]
+        if flat_field is not None:
+            img = flat_field.apply(img)
         images.append(img)
         grays.append(to_gray(img))
         flats.append(align.flatten(grays[-1], FLAT_SIGMA_PX))
@@ -151,6 +173,7 @@ def _load_tiles(inputs: Inputs, max_shift_px: float) -> TileSet:
         mosaic.compose(grays),
         p,
         [e.field_id for e in inputs.tiles],
+        peak,
     )
 
 
@@ -165,6 +188,7 @@ class Accepted:
     to_mosaic: np.ndarray
     corners: np.ndarray
     metrics: dict[str, Any]
+    intensity: IntensityMatch | None
 
 
 def _finish(
@@ -191,6 +215,8 @@ def _finish(
     cut = cut_pair(image, sim, tiles, loc.tile, scale, frac.denominator, opts.min_crop_px, white)
     if isinstance(cut, str):
         return Rejection(cut, loc.metrics)
+    match = fit_match(cut.lr, cut.hr) if opts.match_intensity else None
+    hr = cut.hr if match is None else apply_match(cut.hr, match, white)
     th, tw = tiles.mosaic.tile_shape
     cx_um, cy_um = tiles.centres_um[loc.tile]
     nh, nw = cut.lr.shape[:2]
@@ -202,24 +228,24 @@ def _finish(
     lr_rel = f"{PAIRS_SUBDIR}/{entry.field_id}_lr.ome.tif"
     hr_rel = f"{PAIRS_SUBDIR}/{entry.field_id}_hr.ome.tif"
     root = pairs_dir.parent
+    integer = np.issubdtype(dtype, np.integer)
     write_ome_tiff(
         root / lr_rel,
-        cut.lr.astype(dtype),
+        (np.rint(cut.lr) if integer else cut.lr).astype(dtype),
         ImageMeta(pixel_size_um=tiles.pixel_um, planes=plane, annotations=ann, name="lr"),
     )
-    hr = np.rint(cut.hr) if np.issubdtype(dtype, np.integer) else cut.hr
     write_ome_tiff(
         root / hr_rel,
-        hr.astype(dtype),
+        (np.rint(hr) if integer else hr).astype(dtype),
         ImageMeta(pixel_size_um=tiles.pixel_um / scale, planes=plane, annotations=ann, name="hr"),
     )
     if len(samples) < opts.overview_pairs:
-        samples.append((entry.field_id, to_gray(cut.lr), to_gray(cut.hr)))
+        samples.append((entry.field_id, to_gray(cut.lr), to_gray(hr)))
     to_mosaic = align.compose(align.translation(*tiles.mosaic.positions[loc.tile]), sim)
     h, w = loc.hr_shape
     corners = align.apply(to_mosaic, np.array([[0, 0], [w, 0], [w, h], [0, h]], float))
     loc.metrics["to_tile"] = sim.round(8).tolist()
-    return Accepted(lr_rel, hr_rel, cut.ncc, residual, to_mosaic, corners, loc.metrics)
+    return Accepted(lr_rel, hr_rel, cut.ncc, residual, to_mosaic, corners, loc.metrics, match)
 
 
 @locks_directory("out_dir")
@@ -246,10 +272,14 @@ def register_dataset(
     p_lr, p_hr = inputs.tile_pixel_um, inputs.target_pixel_um
     frac = _scale_fraction(p_lr / p_hr)
     scale = float(frac)
-    tiles = _load_tiles(inputs, opts.max_stage_error_um / p_lr)
+    flat_tiles, flat_targets = (
+        _flat_field(inputs, role) if opts.flat_field else None for role in ("tile", "target")
+    )
+    tiles = _load_tiles(inputs, opts.max_stage_error_um / p_lr, flat_tiles)
     timings = {"tiles_and_stitching": time.perf_counter() - t0}
     dtype = np.dtype(inputs.tiles[0].dtype or "uint16")
-    white = _white_level(str(dtype), max(float(im.max()) for im in tiles.images))
+    white = _white_level(str(dtype), tiles.raw_peak)
+    tiles.images = [np.clip(im, 0, white) for im in tiles.images]
     limits = Thresholds(
         min_ncc=opts.min_ncc,
         min_texture=opts.min_texture,
@@ -272,6 +302,8 @@ def register_dataset(
             raise InputError(
                 f"{entry.path}: {stack.shape[-1]} channels, the tiles have {inputs.channels}"
             )
+        if flat_targets is not None:
+            stack = np.clip(flat_targets.apply(stack), 0, white)
         image, how = collapse_stack(stack, opts.edof)
         res = locate_field(image, entry.x_um + dx, entry.y_um + dy, p_hr, tiles, limits)
         res.metrics["focus"] = how
@@ -335,6 +367,7 @@ def register_dataset(
                     scale=s,
                     matrix=((mat[0, 0], mat[0, 1], mat[0, 2]), (mat[1, 0], mat[1, 1], mat[1, 2])),
                 ),
+                intensity=fin.intensity,
                 extra=fin.metrics,
             )
         else:
@@ -355,6 +388,11 @@ def register_dataset(
         hr_pixel_size_um=p_lr / scale,
         source=str(inputs.source),
         edof=opts.edof,
+        flat_field={
+            role: round(ff.falloff(), 4)
+            for role, ff in (("tile", flat_tiles), ("target", flat_targets))
+            if ff is not None
+        },
         seed=opts.seed,
         pairs=pairs,
     )

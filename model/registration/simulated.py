@@ -27,6 +27,7 @@ from acquire.dataset import (
     DatasetInfo,
     FieldRecord,
     ObjectiveInfo,
+    flat_field_ids,
 )
 from deepscope import __version__
 from deepscope.atomic import append_jsonl, atomic_write_json
@@ -101,6 +102,8 @@ def make_simulated_dataset(
     calibration_error_um: tuple[float, float] = (0.4, -0.3),
     defocus_um: Mapping[int, float] | None = None,
     record_error_um: Mapping[int, tuple[float, float]] | None = None,
+    flat_field_um: tuple[float, float] | None = None,
+    flat_frames: int = 4,
     core: SimulatedCore | None = None,
 ) -> SimulatedDataset:
     """Snap a tile grid at 40x and *n_targets* 100x z-stacks inside it; write a dataset.
@@ -133,6 +136,12 @@ def make_simulated_dataset(
         Target index -> extra defocus of its stack (um).
     record_error_um
         Target index -> error added to the stage position recorded in its file (um).
+    flat_field_um
+        Bare-glass stage position where both objectives take their blank frames (at the
+        exposure and at half of it, *flat_frames* averaged each), as the plan's ``flat_field``
+        does; None: no flat-field frames.
+    flat_frames
+        Exposures averaged per blank frame.
     core
         A simulated core to use (default: ``make_core(seed, sensor=...)``).
     """
@@ -181,24 +190,30 @@ def make_simulated_dataset(
         y: float,
         zs: list[float],
         rec_err: tuple[float, float] = (0.0, 0.0),
+        exposure_ms: float = 10.0,
+        average: int = 1,
     ) -> None:
         core.setConfig("Objective", objective)
         core.setXYPosition(x, y)
+        core.setExposure(exposure_ms)
         planes, frames = [], []
         for z in zs:
             core.setPosition(z)
-            core.snapImage()
-            frames.append(core.getImage())
+            shots = []
+            for _ in range(average):
+                core.snapImage()
+                shots.append(core.getImage().astype(np.float32))
+            frames.append(np.rint(np.mean(shots, axis=0)).astype(np.uint16))
             rx, ry = core.getXYPosition()
             planes.append(
                 PlaneMeta(
                     x_um=rx + rec_err[0],
                     y_um=ry + rec_err[1],
                     z_um=core.getPosition(),
-                    exposure_ms=10.0,
+                    exposure_ms=exposure_ms,
                 )
             )
-        truths[fid] = scope.snap_log[-1 - len(zs) // 2]
+        truths[fid] = scope.snap_log[-1 - average * (len(zs) // 2)]
         info_o = infos[objective]
         meta = ImageMeta(
             pixel_size_um=info_o.pixel_size_um,
@@ -224,6 +239,13 @@ def make_simulated_dataset(
         )
         append_jsonl(root / MANIFEST_NAME, rec.model_dump(mode="json"))
 
+    if flat_field_um is not None:
+        for objective, truth in (("40x", lo), ("100x", hi)):
+            for fid, exposure in zip(flat_field_ids(objective), (10.0, 5.0), strict=True):
+                fx, fy = flat_field_um
+                z = [truth.parfocal_z_um]
+                snap_field(fid, "flat", objective, fx, fy, z, (0.0, 0.0), exposure, flat_frames)
+        core.setExposure(10.0)
     fov = sensor_px * infos["40x"].pixel_size_um
     pitch = fov * (1 - overlap)
     rows, cols = grid

@@ -9,7 +9,8 @@ is imported as follows: every file must carry a physical pixel size and per-plan
 positions (OME ``Plane PositionX/PositionY``, in um); files are grouped by objective (nominal
 magnification when present, else pixel size); exactly two groups must exist, the lower
 magnification (larger pixel size) are the tiles, the other the targets. The objective offset
-is taken as zero, so the search window (``search_radius_um``) must cover it.
+is taken as zero, so the search window (``search_radius_um``) must cover it, and there are no
+flat-field frames.
 
 For both, a field's stage position is the mean read-back position of its planes and the
 stage position is the field centre: pixel ``(col, row)`` of a ``W x H`` image lies at
@@ -19,14 +20,14 @@ stage position is the field centre: pixel ``(col, row)`` of a ``W x H`` image li
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from ome_types import from_xml
 
-from acquire.dataset import INFO_NAME, open_dataset
+from acquire.dataset import INFO_NAME, flat_field_ids, open_dataset
 from deepscope.errors import InputError
 
 
@@ -54,6 +55,8 @@ class Inputs:
     tiles: list[FieldEntry]
     targets: list[FieldEntry]
     offset_um: tuple[float, float]
+    flats: dict[str, tuple[FieldEntry, FieldEntry]] = field(default_factory=dict)
+    """Blank frames (full, half exposure) by role ("tile", "target"), where acquired."""
 
     @property
     def tile_pixel_um(self) -> float:
@@ -148,7 +151,16 @@ def _from_dataset(root: Path) -> Inputs:
     targets = [read_entry(ds.path_of(r), r.field_id) for r in ds.done("target")]
     _check_consistent(tiles, targets, root)
     cal = ds.info.calibration
-    return Inputs(root, "dataset", tiles, targets, (cal.dx_um, cal.dy_um))
+    flats = {}
+    done = {r.field_id: r for r in ds.done("flat")}
+    for role, objective in (("tile", ds.info.tile_objective), ("target", ds.info.target_objective)):
+        full, half = (done.get(i) for i in flat_field_ids(objective.name))
+        if full is not None and half is not None:
+            flats[role] = (
+                read_entry(ds.path_of(full), full.field_id),
+                read_entry(ds.path_of(half), half.field_id),
+            )
+    return Inputs(root, "dataset", tiles, targets, (cal.dx_um, cal.dy_um), flats)
 
 
 def _field_id(path: Path) -> str:
