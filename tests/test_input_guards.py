@@ -134,3 +134,17 @@ def test_a_model_config_with_ten_million_blocks_is_refused(
     err = capsys.readouterr().err.strip()
     assert "DEEPSCOPE_MAX_MODEL_PARAMS" in err
     assert "\n" not in err
+
+
+def test_an_unknown_training_device_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dlm_pairs import write_pairs
+
+    pairs = write_pairs(tmp_path / "pairs", n_train=1, n_val=1, n_test=1, lr_size=24)
+    assert main(["train", str(pairs), "--out", str(tmp_path / "m"), "--device", "tpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "device" in err
+    assert "'tpu'" in err
+    assert "\n" not in err
+    assert not (tmp_path / "m").exists()

@@ -66,7 +66,11 @@ class TrainConfig(BaseModel):
     )
     checkpoint_every: int = Field(default=50, ge=1, description="steps between checkpoints")
     seed: int = Field(default=0, description="seeds init, crops and augmentation")
-    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field(
+        default="auto",
+        description="'auto', 'cpu', 'cuda' or 'cuda:N'",
+        pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+    )
     deterministic: bool | None = Field(
         default=None,
         description="deterministic kernels; None: on for the CPU, off on CUDA (cudnn.benchmark)",
