@@ -148,3 +148,35 @@ def test_an_unknown_training_device_is_one_line(
     assert "'tpu'" in err
     assert "\n" not in err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_damaged_or_misfitting_checkpoint_is_one_line(tmp_path: Path) -> None:
+    import threading
+
+    import torch
+    from dlm_pairs import write_pairs
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from model.training.checkpoint import CHECKPOINT_NAME
+    from model.training.config import TrainConfig
+    from model.training.train import train_model
+
+    pairs = write_pairs(tmp_path / "pairs", n_train=2, n_val=1, n_test=1, lr_size=24)
+    cfg = TrainConfig(
+        batch_size=4, patch_size=24, base_channels=4, num_blocks=1, steps=6, val_every=3
+    )
+    cancel = threading.Event()
+    train_model(pairs, tmp_path / "m", cfg, progress=lambda m: cancel.set(), cancel=cancel)
+    ckpt = tmp_path / "m" / CHECKPOINT_NAME
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    name = next(k for k in tensors if k.startswith("model.") and k.endswith("weight"))
+    wrong = {**tensors, name: torch.zeros(2, *tensors[name].shape[1:])}
+    save_file(wrong, str(ckpt), metadata=meta)
+    with pytest.raises(InputError, match=r"checkpoint does not fit this network .*--no-resume"):
+        train_model(pairs, tmp_path / "m", cfg)
+    save_file(tensors, str(ckpt), metadata={"deepscope": "{not json"})
+    with pytest.raises(InputError, match="damaged checkpoint header"):
+        train_model(pairs, tmp_path / "m", cfg)
