@@ -1,9 +1,12 @@
-"""Training throughput: patches per second of a full step (forward, loss, backward, Adam).
+"""Training throughput: crops per second of a full step (crops, forward, loss, backward, Adam).
 
-Uses the real network, loss and batch assembly on random 60x60 -> 150x150 patches. On CUDA it
-runs as ``train_model`` does (bf16 autocast, channels_last) and records the GPU name.
+Uses the real network, crop sampler (flips/rot90) and loss (``l1_ssim`` by default) on random
+fields. ``--modes`` compares precisions and memory formats on the same device: ``fp32``,
+``bf16`` (autocast), ``cl`` (channels_last), ``bf16_cl``. On CUDA ``train_model`` uses bf16 +
+channels_last; on the CPU fp32.
 
-    PYTHONPATH=. python bench/bench_train.py --batch 16 64 --threads 1 2 --out /tmp/bench_train.json
+    PYTHONPATH=. python bench/bench_train.py --batch 16 --threads 2 --modes fp32 bf16 cl \
+        --out /tmp/bench_train.json
 """
 
 from __future__ import annotations
@@ -11,71 +14,88 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
-from model.config import NetworkConfig
+from model.config import NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
-from model.training.data import augment_codes, make_batch
-from model.training.train import dlm_loss
+from model.training.config import TrainConfig
+from model.training.data import CropSampler, FieldPair
+from model.training.losses import make_loss
+
+MODES = ("fp32", "bf16", "cl", "bf16_cl")
 
 
-def bench(batch: int, patch: int, steps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+def bench(
+    batch: int, patch: int, steps: int, warmup: int, device: torch.device, mode: str, loss: str
+) -> dict[str, Any]:
     torch.manual_seed(0)
     net = DeepMicroscopyNet(NetworkConfig(global_skip=True)).to(device)
-    cuda = device.type == "cuda"
-    if cuda:
+    channels_last = mode.endswith("cl")
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    hp = patch * 5 // 2
-    lr_p, hr_p = torch.rand(batch * 2, 3, patch, patch), torch.rand(batch * 2, 3, hp, hp)
-    codes = augment_codes(batch * 2, 0, 0, augment=True)
+    rng = np.random.default_rng(0)
+    fields = [
+        FieldPair(
+            f"f{i}", rng.random((3, 200, 200), np.float32), rng.random((3, 500, 500), np.float32)
+        )
+        for i in range(4)
+    ]
+    sampler = CropSampler(fields, Normalisation.identity(3), 2.5, patch)
+    loss_fn = make_loss(TrainConfig(loss=loss), 1.0)  # type: ignore[arg-type]
     amp: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if cuda:
-        amp = torch.autocast("cuda", dtype=torch.bfloat16)
+    if mode.startswith("bf16"):
+        amp = torch.autocast(device.type, dtype=torch.bfloat16)
     times = []
     for i in range(warmup + steps):
-        idx = torch.randperm(batch * 2)[:batch]
         t0 = time.perf_counter()
-        x, y = make_batch(lr_p, hr_p, idx, codes)
+        x, y = sampler.batch(0, i, batch, augment=True)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if cuda:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
         with amp:
             pred = net(x)
-        loss = dlm_loss(pred.float(), y, 1e-3)
-        loss.backward()
+        loss_value = loss_fn(pred.float(), y)
+        loss_value.backward()
         opt.step()
-        if cuda:
+        if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     return {
+        "mode": mode,
+        "loss": loss,
         "batch": batch,
         "patch": patch,
         "steps": steps,
         "median_step_s": med,
         "min_step_s": min(times),
         "max_step_s": max(times),
-        "patches_per_s": batch / med,
+        "crops_per_s": batch / med,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--batch", type=int, nargs="+", default=[16])
     ap.add_argument("--patch", type=int, default=60)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=["fp32"])
+    ap.add_argument("--loss", default="l1_ssim", choices=["mse_grad", "l1", "l1_ssim"])
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     device = torch.device(
@@ -88,17 +108,20 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_1min": os.getloadavg()[0],
     }
     results = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for b in args.batch:
-            r = {"threads": threads, **bench(b, args.patch, args.steps, args.warmup, device)}
-            results.append(r)
-            print(
-                f"{meta['device_name']}, {threads} thread(s): batch {b} patch {args.patch}: "
-                f"median step {r['median_step_s']:.3f} s, {r['patches_per_s']:.1f} patches/s"
-            )
+            for mode in args.modes:
+                r = bench(b, args.patch, args.steps, args.warmup, device, mode, args.loss)
+                results.append({"threads": threads, **r})
+                print(
+                    f"{meta['device_name']}, {threads} thread(s), {mode}: batch {b} patch "
+                    f"{args.patch}: median step {r['median_step_s']:.3f} s, "
+                    f"{r['crops_per_s']:.1f} crops/s"
+                )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)

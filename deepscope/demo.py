@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepscope.demo")
 
 #: The demo's acquisition: 3x3 40x tiles (region and ROI set by :func:`demo_plan`), 100x
-#: z-stacks inside (16 by default), every field focused by a z scan.
+#: z-stacks inside (24 by default), two exposures averaged per 100x plane, blank frames of bare
+#: glass per objective for the flat field, every field focused by a z scan.
 DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
     "region": {"x_um": 0.0, "y_um": 0.0, "width_um": 150.0, "height_um": 150.0},
@@ -51,13 +53,17 @@ DEMO_PLAN: dict[str, Any] = {
         "seed": 1,
         "margin_um": 2.0,
         "exposure_ms": 10,
+        "averages": 2,
         "z": {"slices": 5, "step_um": 0.4},
     },
+    "flat_field": {"x_um": 0.0, "y_um": -300.0, "frames": 8},
     "autofocus": {"mode": "per_field", "range_um": 4.0, "step_um": 0.5},
     "serpentine": True,
     "retries": 2,
     "on_failure": "continue",
 }
+#: Train / validation / test fractions of the demo's fields: 24 fields give 8 test fields.
+DEMO_SPLIT = (0.5, 0.17, 0.33)
 
 
 @dataclass
@@ -93,16 +99,34 @@ def _bar(desc: str, unit: str) -> Any:
     return tqdm(desc=desc, unit=unit, leave=True, dynamic_ncols=True)
 
 
-def demo_plan(fields: int, roi: int) -> AcquisitionPlan:
-    """The demo's acquisition plan with *fields* 100x fields and a square camera ROI."""
+def glass_spot(seed: int, size_um: float, start_um: tuple[float, float]) -> tuple[float, float]:
+    """Centre of a *size_um* square of bare glass on the simulated slide, near *start_um*."""
+    from simulators.specimen import TissueSpecimen
+
+    specimen = TissueSpecimen(seed)
+    x0, y0 = start_um
+    for ring in range(40):
+        r = ring * size_um
+        for k in range(max(1, 8 * ring)):
+            angle = 2 * math.pi * k / max(1, 8 * ring)
+            x, y = x0 + r * math.cos(angle), y0 + r * math.sin(angle)
+            if specimen.tissue_fraction(x, y, 1.5 * size_um, 1.5 * size_um) == 0.0:
+                return round(x, 1), round(y, 1)
+    raise RuntimeError(f"no bare glass near {start_um} on slide seed {seed}")
+
+
+def demo_plan(fields: int, roi: int, seed: int = 0, tiles: int = 3) -> AcquisitionPlan:
+    """The demo's plan: *fields* 100x fields in *tiles* x *tiles* 40x tiles of a square ROI."""
     from acquire.plan import AcquisitionPlan
 
     raw = json.loads(json.dumps(DEMO_PLAN))
     raw["targets"]["count"] = fields
     raw["camera_roi"] = {"width": roi, "height": roi}
-    # a region that 3x3 40x tiles of this ROI cover (0.185 um/px, 15 % overlap)
-    side = round(0.98 * (1 + 2 * 0.85) * roi * 0.185, 1)
+    # a region that the 40x tiles of this ROI cover (0.185 um/px, 15 % overlap)
+    side = round(0.98 * (1 + (tiles - 1) * 0.85) * roi * 0.185, 1)
     raw["region"].update(width_um=side, height_um=side)
+    gx, gy = glass_spot(seed, roi * 0.185, (0.0, -2 * side))
+    raw["flat_field"].update(x_um=gx, y_um=gy)
     return AcquisitionPlan.from_dict(raw, source="demo plan")
 
 
@@ -160,7 +184,9 @@ def acquire_stage(out: Path, plan: AcquisitionPlan, seed: int) -> dict[str, Any]
     return summary.to_dict()
 
 
-def register_stage(out: Path, seed: int) -> dict[str, Any]:
+def register_stage(
+    out: Path, seed: int, split: tuple[float, float, float] = DEMO_SPLIT
+) -> dict[str, Any]:
     """Register the dataset into ``out/pairs`` unless that is already complete."""
     from model.registration import RegistrationOptions, register_dataset
 
@@ -177,7 +203,10 @@ def register_stage(out: Path, seed: int) -> dict[str, Any]:
 
     try:
         summary = register_dataset(
-            out / "dataset", pairs, RegistrationOptions(seed=seed), progress=progress
+            out / "dataset",
+            pairs,
+            RegistrationOptions(seed=seed, split=split),
+            progress=progress,
         )
     finally:
         bar.close()
@@ -298,7 +327,7 @@ def run_demo(
     out: Path,
     *,
     seed: int = 0,
-    fields: int = 16,
+    fields: int = 24,
     roi: int = 512,
     steps: int = 150,
     init: Path | None = None,
@@ -312,7 +341,7 @@ def run_demo(
     """
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
-    plan = demo_plan(fields, roi)
+    plan = demo_plan(fields, roi, seed)
     plan.to_file(out / "plan.yaml")
     stages: list[tuple[str, str, Stage]] = [
         (
@@ -402,7 +431,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--out", default="demo-output", help="output directory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the slide and the splits")
-    p.add_argument("--fields", type=int, default=16, help="100x fields to acquire (default: 16)")
+    p.add_argument(
+        "--fields", type=int, default=24, help="100x fields to acquire (default: %(default)s)"
+    )
     p.add_argument(
         "--roi", type=int, default=512, help="square camera ROI in pixels (default: 512)"
     )

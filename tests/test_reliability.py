@@ -30,7 +30,7 @@ from model.store import save_model
 
 DEEPSCOPE = [sys.executable, "-m", "deepscope.cli"]
 DEMO_ARGS = [
-    *("--fields", "8", "--roi", "320", "--epochs", "1", "--live-seconds", "1"),
+    *("--fields", "8", "--roi", "320", "--steps", "2", "--from-scratch", "--live-seconds", "1"),
     *("--headless", "--json"),
 ]
 
