@@ -1,19 +1,25 @@
 """The three ways to reach a microscope, behind one small :class:`Scope` interface.
 
-* ``simulated`` (default): :func:`simulators.make_core`, a pymmcore-plus ``UniMMCore``;
-* ``--mm-config FILE``: a Micro-Manager hardware configuration loaded into a pymmcore-plus core;
+* ``--simulate`` (default): :func:`simulators.make_core`, the simulator's configuration;
+* ``--mm-config FILE``: a Micro-Manager hardware configuration loaded into a pymmcore-plus
+  ``UniMMCore`` (:func:`acquire.mmcore.load_config`: C++ adapters and Python devices);
 * ``--zmq-port N``: a running Micro-Manager with its ZMQ server (pycromanager's Java backend).
 
-The first two run pycromanager's Python backend through :mod:`acquire.pycro_core`; the third
-talks to the Java acquisition engine. Only the simulator can be tested on a machine without a
-microscope; the other two share every line above :class:`Scope`.
+Every command that takes a microscope adds the options with :func:`add_scope_options` and opens
+it with :func:`open_scope` (acquire, calibrate) or :func:`open_core` (live, gui). The first two
+run pycromanager's Python backend through :mod:`acquire.pycro_core`; the third talks to the
+Java acquisition engine. The simulator is itself a configuration file, so tests exercise the
+``--mm-config`` path; a ZMQ port is only tested for its failure (nothing listening).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,10 @@ class Scope:
     def pixel_size_um(self) -> float:
         """Pixel size of the objective in the light path."""
         return float(self.core.get_pixel_size_um())
+
+    def bit_depth(self) -> int:
+        """Bit depth of the camera's pixel values (12 for 12-bit data in uint16)."""
+        return int(self.core.get_image_bit_depth())
 
     def image_size(self) -> tuple[int, int]:
         """Frame ``(width, height)`` in pixels (after ROI and binning)."""
@@ -129,9 +139,19 @@ class Scope:
         return self.snap()
 
     def acquisition(self, **hooks: Any) -> Any:
-        """A pycromanager ``Acquisition`` on this scope with the given hooks and processor."""
+        """A pycromanager ``Acquisition`` on this scope with the given hooks and processor.
+
+        Raises :class:`~deepscope.errors.InputError` for ``directory=`` (NDTiff) with an RGB
+        camera, which pycromanager cannot store.
+        """
         from pycromanager import Acquisition
 
+        if hooks.get("directory") and int(self.core.get_number_of_components()) > 1:
+            # pycromanager's NDTiff storage raises on RGB frames, then the acquisition hangs
+            raise InputError(
+                "pycromanager's NDTiff storage (directory=...) cannot store this camera's RGB "
+                "frames; take them with image_process_fn or leave directory unset (RAM)"
+            )
         if self.java_port is not None:
             return Acquisition(port=self.java_port, show_display=False, **hooks)
         return Acquisition(**hooks)
@@ -150,44 +170,183 @@ def python_scope(core: Any) -> Iterator[Scope]:
         yield Scope(adapter)
 
 
-def set_camera_roi(core: Any, roi: Sequence[int]) -> None:
-    """Set a pymmcore core's camera ROI ``(x, y, width, height)`` from a ``--roi`` option.
+ROI_HELP = "camera ROI in pixels: X Y W H, or N for a centred N x N square (0: full sensor)"
+
+
+def add_roi_option(p: argparse.ArgumentParser, default: Sequence[int] | None = None) -> None:
+    """Add ``--roi X Y W H`` / ``--roi N`` (centred square), the one ROI form of every command."""
+    shown = f" (default: {' '.join(map(str, default))})" if default else ""
+    p.add_argument(
+        "--roi", type=int, nargs="+", metavar="PX", default=default, help=ROI_HELP + shown
+    )
+
+
+def roi_from_option(values: Sequence[int] | None) -> CameraROI | None:
+    """The :class:`~acquire.plan.CameraROI` of a ``--roi`` value; None for the full sensor.
+
+    Raises :class:`~deepscope.errors.InputError` unless it is ``N`` or ``X Y W H`` with
+    non-negative corners and positive sizes.
+    """
+    if values is None:
+        return None
+    given = " ".join(map(str, values))
+    if len(values) == 1:
+        if values[0] < 0:
+            raise InputError(f"--roi {given}: the square side must be >= 0 (0: full sensor)")
+        return None if values[0] == 0 else CameraROI(width=values[0], height=values[0])
+    if len(values) != 4:
+        raise InputError(f"--roi {given}: expected X Y W H or one side N ({len(values)} numbers)")
+    x, y, w, h = values
+    if x < 0 or y < 0 or w < 1 or h < 1:
+        raise InputError(f"--roi {given}: need X, Y >= 0 and W, H >= 1")
+    return CameraROI(x=x, y=y, width=w, height=h)
+
+
+def set_camera_roi(core: Any, roi: CameraROI | None) -> None:
+    """Set a pymmcore core's camera ROI (centred on the sensor when *roi* has no corner).
 
     Raises :class:`~deepscope.errors.InputError` naming the ROI and why the camera refused it.
     """
+    if roi is None:
+        return
+    core.clearROI()
+    width, height = int(core.getImageWidth()), int(core.getImageHeight())
+    x = (width - roi.width) // 2 if roi.x is None else roi.x
+    y = (height - roi.height) // 2 if roi.y is None else roi.y
+    if x < 0 or y < 0 or x + roi.width > width or y + roi.height > height:
+        raise InputError(
+            f"--roi {x} {y} {roi.width} {roi.height} is outside the {width}x{height} sensor"
+        )
     try:
-        core.setROI(*roi)
+        core.setROI(x, y, roi.width, roi.height)
     except (RuntimeError, ValueError) as exc:
-        raise InputError(f"--roi {' '.join(map(str, roi))} is not valid: {exc}") from exc
+        raise InputError(f"--roi {x} {y} {roi.width} {roi.height} is not valid: {exc}") from exc
 
 
-def simulated_core(seed: int = 0, faults: Any = None) -> Any:
-    """The simulated microscope core (imperfections on, like a real instrument)."""
+@dataclass(frozen=True)
+class ScopeChoice:
+    """Which microscope a command opens: the simulator, a ``.cfg`` file or a ZMQ port.
+
+    Parameters
+    ----------
+    mm_config
+        Micro-Manager hardware configuration to load (C++ adapters and ``#py`` Python devices).
+    zmq_port
+        Port of a running Micro-Manager's ZMQ server.
+    seed, specimen
+        Settings of the simulator (used when neither of the above is given).
+    """
+
+    mm_config: Path | None = None
+    zmq_port: int | None = None
+    seed: int = 0
+    specimen: str = "tissue"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, specimen: str = "tissue") -> ScopeChoice:
+        """The choice made with the options of :func:`add_scope_options`."""
+        mm_config = getattr(args, "mm_config", None)
+        return cls(
+            mm_config=Path(mm_config) if mm_config is not None else None,
+            zmq_port=getattr(args, "zmq_port", None),
+            seed=int(getattr(args, "seed", 0)),
+            specimen=specimen,
+        )
+
+    def describe(self) -> str:
+        """Short description for logs and ``dataset.json``."""
+        if self.zmq_port is not None:
+            return f"Micro-Manager on ZMQ port {self.zmq_port}"
+        if self.mm_config is not None:
+            return f"Micro-Manager configuration {self.mm_config}"
+        return f"simulator (seed {self.seed}, {self.specimen})"
+
+
+def add_scope_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--simulate`` (default) | ``--mm-config FILE`` | ``--zmq-port N`` and ``--seed``."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--simulate", action="store_true", help="use the simulated microscope (the default)"
+    )
+    g.add_argument(
+        "--mm-config",
+        type=Path,
+        metavar="FILE",
+        help="Micro-Manager hardware configuration (C++ adapters and #py Python devices)",
+    )
+    g.add_argument(
+        "--zmq-port", type=int, metavar="N", help="running Micro-Manager's ZMQ server port"
+    )
+    p.add_argument("--seed", type=int, default=0, help="simulated microscope seed (default 0)")
+
+
+#: Core roles a command needs, with the configuration line that sets each.
+ROLES = {"camera": "Camera", "XY stage": "XYStage", "focus drive": "Focus"}  # getXDevice()
+
+
+def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
+    """A pymmcore-plus core in this process: the simulator or a loaded ``.cfg``.
+
+    Raises :class:`~deepscope.errors.HardwareError` (one line: file, line, device) when the
+    configuration does not load or lacks a device of *needs* (keys of :data:`ROLES`), and for
+    ``--zmq-port``, whose camera lives in Micro-Manager's process (live mode and the GUI need
+    it here).
+    """
+    if choice.zmq_port is not None:
+        _check_zmq_port(choice.zmq_port)
+        raise HardwareError(
+            f"Micro-Manager answers on port {choice.zmq_port}, but live mode and the GUI run "
+            "the camera in this process; load the same hardware with --mm-config FILE "
+            "(after closing Micro-Manager), or use 'deepscope acquire --zmq-port'"
+        )
+    if choice.mm_config is not None:
+        from acquire.mmcore import load_config
+
+        core = load_config(choice.mm_config)
+        for role in needs:
+            if not getattr(core, f"get{ROLES[role]}Device")():
+                raise HardwareError(
+                    f"Micro-Manager configuration {choice.mm_config} sets no {role} "
+                    f"(a 'Property,Core,{ROLES[role]},LABEL' line)"
+                )
+        return core
     from simulators import make_core
 
-    return make_core(seed=seed, faults=faults)
+    return make_core(seed=choice.seed, specimen=choice.specimen)  # type: ignore[arg-type]
 
 
-def config_core(path: str | Path) -> Any:
-    """A pymmcore-plus core with the Micro-Manager hardware configuration *path* loaded."""
-    from pymmcore_plus import CMMCorePlus
+@contextlib.contextmanager
+def open_scope(choice: ScopeChoice) -> Iterator[Scope]:
+    """A :class:`Scope` on the chosen microscope for acquisition and calibration."""
+    if choice.zmq_port is not None:
+        with java_scope(choice.zmq_port) as scope:
+            yield scope
+        return
+    with python_scope(open_core(choice, needs=tuple(ROLES))) as scope:
+        yield scope
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"Micro-Manager configuration {p} does not exist")
-    core = CMMCorePlus()
+
+def _check_zmq_port(port: int) -> None:
+    """Raise one line unless something listens on localhost:*port*.
+
+    Checked before pyjavaz is used: its socket thread prints a traceback when nothing answers.
+    """
+    if not 1 <= port <= 65535:
+        raise InputError(f"--zmq-port {port} is not a TCP port (1..65535)")
     try:
-        core.loadSystemConfiguration(str(p))
-    except Exception as exc:
-        raise HardwareError(f"loading {p} failed: {exc}") from exc
-    return core
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+    except OSError as exc:
+        raise HardwareError(
+            f"no Micro-Manager ZMQ server on port {port} ({exc.strerror or exc}); start "
+            "Micro-Manager and enable Tools > Options > Run server on port"
+        ) from exc
 
 
 @contextlib.contextmanager
 def java_scope(port: int) -> Iterator[Scope]:
     """A :class:`Scope` on a running Micro-Manager reached through its ZMQ server on *port*."""
-    if not 1 <= port <= 65535:
-        raise InputError(f"--zmq-port {port} is not a TCP port (1..65535)")
+    _check_zmq_port(port)
     from pycromanager import Core
 
     try:

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acquire.backends import add_roi_option, add_scope_options
 from deepscope.cli import common_options, emit_json
+from deepscope.errors import InputError
 from deepscope.paths import check_output_file
 
 if TYPE_CHECKING:
@@ -20,33 +22,15 @@ if TYPE_CHECKING:
 
 
 def _backend_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--simulate", action="store_true", help="use the simulated microscope (the default)"
-    )
-    g.add_argument("--mm-config", metavar="FILE", help="Micro-Manager hardware configuration")
-    g.add_argument(
-        "--zmq-port", type=int, metavar="N", help="running Micro-Manager's ZMQ server port"
-    )
-    p.add_argument("--seed", type=int, default=0, help="simulated microscope seed (default 0)")
+    add_scope_options(p)
     p.add_argument("--profile", metavar="FILE", help="microscope profile (from 'calibrate')")
 
 
 @contextlib.contextmanager
 def _scope(args: argparse.Namespace, specimen: str = "tissue") -> Iterator[Scope]:
-    from acquire import backends
+    from acquire.backends import ScopeChoice, open_scope
 
-    if args.zmq_port is not None:
-        with backends.java_scope(args.zmq_port) as scope:
-            yield scope
-        return
-    if args.mm_config:
-        core = backends.config_core(args.mm_config)
-    else:
-        from simulators import make_core
-
-        core = make_core(seed=args.seed, specimen=specimen)  # type: ignore[arg-type]
-    with backends.python_scope(core) as scope:
+    with open_scope(ScopeChoice.from_args(args, specimen)) as scope:
         yield scope
 
 
@@ -103,6 +87,10 @@ def _acquire(args: argparse.Namespace) -> int:
 
     plan = AcquisitionPlan.from_file(args.plan)
     profile = _profile(args)
+    if args.dry_run:
+        return _dry_run(args, plan, profile)
+    if args.out is None:
+        raise InputError("acquire needs --out DIR (the dataset directory), except with --dry-run")
     bar = tqdm(total=0, desc="acquire", unit="field", file=sys.stderr, delay=0.5)
 
     def progress(p: AcquisitionProgress) -> None:
@@ -123,6 +111,10 @@ def _acquire(args: argparse.Namespace) -> int:
         contextlib.redirect_stdout(sys.stderr),
         _ctrl_c_cancels(cancel),
     ):
+        if not profile.calibrated:  # said once the microscope is open, before anything moves
+            from acquire.profile import UNCALIBRATED
+
+            print(f"deepscope: warning: {UNCALIBRATED} (--profile FILE)", file=sys.stderr)
         try:
             summary = run_acquisition(
                 plan,
@@ -154,13 +146,33 @@ def _acquire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(args: argparse.Namespace, plan: Any, profile: MicroscopeProfile) -> int:
+    from acquire.dryrun import dry_run
+
+    with _scope(args) as scope:
+        result = dry_run(plan, scope, profile)
+    if args.json:
+        emit_json(result.model_dump(mode="json"))
+        return 0
+    print(
+        f"plan '{plan.name}' is valid: {result.tiles} tiles ({plan.tiles.objective}, "
+        f"{result.tile_fov_um[0]:.1f} x {result.tile_fov_um[1]:.1f} um), {result.targets} "
+        f"{plan.targets.objective} fields, {result.images} images; stage travel "
+        f"{result.travel_um / 1000:.2f} mm in {result.moves} moves; about "
+        f"{result.estimate_s:.0f} s ({result.exposure_s:.1f} s exposure)"
+        f"{'' if result.calibrated else '; uncalibrated'}; nothing was moved",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _calibrate(args: argparse.Namespace) -> int:
+    from acquire.backends import roi_from_option
     from acquire.calibrate import calibrate, calibrated_profile
-    from acquire.plan import CameraROI
 
     check_output_file(args.out)  # before the stage and turret move
     profile = _profile(args)
-    roi = CameraROI(width=args.roi, height=args.roi) if args.roi else None
+    roi = roi_from_option(args.roi)
     with _scope(args, specimen="usaf") as scope:
         result = calibrate(
             scope,
@@ -206,10 +218,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cal.add_argument("--x", type=float, help="stage x in um (default: current)")
     cal.add_argument("--y", type=float, help="stage y in um (default: current)")
     cal.add_argument("--z", type=float, help="focus scan centre in um (default: current)")
-    cal.add_argument("--roi", type=int, default=256, help="square camera ROI in px (0: full)")
+    add_roi_option(cal, default=[256])
     cal.add_argument("--tile-objective", default="40x")
     cal.add_argument("--target-objective", default="100x")
-    cal.add_argument("--out", required=True, metavar="PROFILE", help="profile .yaml or .json")
+    cal.add_argument("-o", "--out", required=True, metavar="PROFILE", help="profile .yaml or .json")
     cal.set_defaults(func=_calibrate)
 
     acq = sub.add_parser(
@@ -223,8 +235,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     acq.add_argument("plan", help="plan file (.yaml or .json)")
-    acq.add_argument("--out", required=True, metavar="DIR", help="dataset directory")
+    acq.add_argument("-o", "--out", metavar="DIR", help="dataset directory (required to acquire)")
     acq.add_argument("--resume", action="store_true", help="continue a dataset of the same plan")
     acq.add_argument("--no-pause", action="store_true", help="do not wait for oil before 100x")
+    acq.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the plan on the microscope, count fields, estimate travel and time; "
+        "nothing moves or is written",
+    )
     _backend_options(acq)
     acq.set_defaults(func=_acquire)

@@ -73,6 +73,10 @@ class DatasetInfo(BaseModel):
     tile_objective: ObjectiveInfo
     target_objective: ObjectiveInfo
     calibration: Calibration = Field(default_factory=Calibration)
+    calibrated: bool = Field(
+        default=False,
+        description="whether the offsets were measured ('calibrate'); False: assumed 0",
+    )
     plan: dict[str, Any] = Field(default_factory=dict)
     plan_hash: str = ""
     profile: dict[str, Any] = Field(default_factory=dict)

@@ -90,6 +90,7 @@ class PassRunner:
         self.progress_cb = progress
         self.cancel = cancel
         self.done_before = writer.done_ids()
+        self.bit_depth = scope.bit_depth()
         self.finished = len(self.done_before)
         self.failed: list[tuple[str, str]] = []
         self.total = 0
@@ -334,6 +335,7 @@ class PassRunner:
             immersion=optics.spec.immersion,
             channel_names=("R", "G", "B") if stack.ndim == 4 and stack.shape[-1] == 3 else (),
             acquired_at=datetime.now(UTC),
+            significant_bits=self.bit_depth,
             name=spec.field_id,
             annotations={
                 "field_id": spec.field_id,

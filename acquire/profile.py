@@ -65,6 +65,14 @@ def _default_objectives() -> dict[str, ObjectiveSpec]:
     }
 
 
+#: What acquiring without a calibrated profile means (CLI warning, GUI status).
+UNCALIBRATED = (
+    "no calibrated profile: the 100x fields assume the 100x objective has no xy/z offset from "
+    "the 40x (recorded as calibrated=false in dataset.json); run 'deepscope calibrate' and "
+    "pass its profile"
+)
+
+
 class MicroscopeProfile(BaseModel):
     """What ``acquire`` needs to know about a microscope beyond the Micro-Manager config.
 
@@ -82,6 +90,11 @@ class MicroscopeProfile(BaseModel):
     calibration: Calibration = Field(default_factory=Calibration)
     calibrated_objectives: tuple[str, str] | None = None
     stage_limits: StageLimits = Field(default_factory=StageLimits)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the offsets were measured by ``deepscope calibrate`` (else assumed 0)."""
+        return self.calibrated_objectives is not None
 
     def objective(self, name: str) -> ObjectiveSpec:
         """The named objective, or an :class:`InputError` listing the known ones."""

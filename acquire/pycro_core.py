@@ -67,6 +67,15 @@ class PycroCoreAdapter:
         core = self.__dict__["core"]
         return getattr(core, self.__dict__["_names"].get(name, name))
 
+    def get_bytes_per_pixel(self) -> int:
+        """Bytes per pixel as pycromanager's engine knows them (1, 2, or 4 for RGB32).
+
+        Micro-Manager counts 8 bytes for a 16-bit RGB pixel (RGB64), a type pycromanager has
+        no name for; it is reported by its sample size (2), as the engine then stores it.
+        """
+        bpp, components = int(self.core.getBytesPerPixel()), int(self.core.getNumberOfComponents())
+        return bpp if components == 1 or bpp == 4 else bpp // components
+
     def image_tags(self) -> dict[str, Any]:
         """Tags describing the current state: stage positions read back, pixel size, objective."""
         core = self.core

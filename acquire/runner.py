@@ -127,7 +127,7 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
-def _check_limits(
+def check_limits(
     plan: AcquisitionPlan,
     profile: MicroscopeProfile,
     tiles: Sequence[FieldSpec],
@@ -230,7 +230,7 @@ def _run_plan(
         tile_optics.name,
         serpentine=plan.serpentine,
     )
-    _check_limits(plan, profile, tiles, focus_z)
+    check_limits(plan, profile, tiles, focus_z)
     info = DatasetInfo(
         software_version=__version__,
         versions=_library_versions(),
@@ -238,6 +238,7 @@ def _run_plan(
         tile_objective=tile_optics.spec,
         target_objective=target_optics.spec,
         calibration=profile.calibration,
+        calibrated=profile.calibrated,
         plan=plan.model_dump(mode="json"),
         plan_hash=plan.plan_hash(),
         profile=profile.model_dump(mode="json"),

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "acquire.live.cli",  # live
     "gui.cli",  # gui
     "deepscope.demo",  # demo
+    "deepscope.info",  # info
 )
 
 

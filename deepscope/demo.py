@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acquire.backends import add_roi_option
 from deepscope.atomic import atomic_write_json
+from deepscope.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -391,14 +393,18 @@ def run_demo(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from acquire.backends import roi_from_option
     from deepscope.cli import emit_json
     from model.store import reference_model_dir
 
+    roi = roi_from_option(args.roi)
+    if roi is None or roi.x is not None or roi.width != roi.height:
+        raise InputError(f"--roi {' '.join(map(str, args.roi))}: the demo takes one side N")
     result = run_demo(
         Path(args.out),
         seed=args.seed,
         fields=args.fields,
-        roi=args.roi,
+        roi=roi.width,
         steps=args.steps,
         init=None if args.from_scratch else (args.init or reference_model_dir()),
         live_seconds=args.live_seconds,
@@ -429,14 +435,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Rerunning resumes: finished fields, pairs and training steps are kept."
         ),
     )
-    p.add_argument("--out", default="demo-output", help="output directory (default: %(default)s)")
+    p.add_argument(
+        "-o", "--out", default="demo-output", help="output directory (default: %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the slide and the splits")
     p.add_argument(
         "--fields", type=int, default=24, help="100x fields to acquire (default: %(default)s)"
     )
-    p.add_argument(
-        "--roi", type=int, default=512, help="square camera ROI in pixels (default: 512)"
-    )
+    add_roi_option(p, default=[512])
     p.add_argument(
         "--steps", type=int, default=150, help="fine-tuning steps (default: %(default)s)"
     )

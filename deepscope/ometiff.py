@@ -9,7 +9,7 @@ as interleaved samples, which is what Bio-Formats writes for bright-field colour
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,10 @@ class ImageMeta(BaseModel):
     na: float | None = Field(default=None, gt=0)
     immersion: str | None = None
     channel_names: tuple[str, ...] = ()
-    acquired_at: datetime | None = None
+    acquired_at: datetime | None = Field(default=None, description="when missing: at writing")
+    significant_bits: int | None = Field(
+        default=None, ge=1, le=64, description="bit depth of the camera's values (12 in uint16)"
+    )
     name: str | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -77,6 +80,11 @@ _PIXEL_TYPES: dict[str, model.PixelType] = {
 _IMMERSIONS = {i.value.lower(): i for i in model.Objective_Immersion}
 
 
+def clean_um(value: float | None) -> float | None:
+    """*value* without binary float noise (0.07400000000000001 -> 0.074): 12 significant digits."""
+    return None if value is None else float(f"{value:.12g}")
+
+
 def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
     nz, ny, nx, nc = stack.shape
     dtype = str(stack.dtype)
@@ -95,11 +103,11 @@ def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
             the_z=i,
             the_c=0,
             the_t=0,
-            position_x=p.x_um,
+            position_x=clean_um(p.x_um),
             position_x_unit=model.UnitsLength.MICROMETER,
-            position_y=p.y_um,
+            position_y=clean_um(p.y_um),
             position_y_unit=model.UnitsLength.MICROMETER,
-            position_z=p.z_um,
+            position_z=clean_um(p.z_um),
             position_z_unit=model.UnitsLength.MICROMETER,
             exposure_time=p.exposure_ms,
             exposure_time_unit=model.UnitsTime.MILLISECOND,
@@ -118,16 +126,16 @@ def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
         size_c=nc,
         size_t=1,
         interleaved=nc > 1,
-        physical_size_x=meta.pixel_size_um,
-        physical_size_y=meta.pixel_size_um,
-        physical_size_z=meta.z_step_um,
+        physical_size_x=clean_um(meta.pixel_size_um),
+        physical_size_y=clean_um(meta.pixel_size_um),
+        physical_size_z=clean_um(meta.z_step_um),
+        significant_bits=meta.significant_bits,
         channels=[channel],
         planes=planes,
         tiff_data_blocks=[model.TiffData(ifd=0, plane_count=nz)],
     )
-    image = model.Image(
-        id="Image:0", name=meta.name, acquisition_date=meta.acquired_at, pixels=pixels
-    )
+    acquired = meta.acquired_at or datetime.now(UTC)
+    image = model.Image(id="Image:0", name=meta.name, acquisition_date=acquired, pixels=pixels)
     ome = model.OME(creator="deepscope", images=[image])
     if meta.objective or meta.magnification or meta.na:
         immersion = _IMMERSIONS.get((meta.immersion or "").lower())
@@ -177,6 +185,9 @@ def write_ome_tiff(
             tmp,
             page_data,
             photometric="rgb" if nc == 3 else "minisblack",
+            # TIFF resolution in pixels per centimetre, for readers without OME (Fiji's TIFF)
+            resolution=(1e4 / meta.pixel_size_um, 1e4 / meta.pixel_size_um),
+            resolutionunit=tifffile.RESUNIT.CENTIMETER,
             planarconfig="contig" if nc > 1 else None,
             description=xml.encode("utf-8"),
             metadata=None,
@@ -275,6 +286,7 @@ def _image_meta(ome: model.OME, image: model.Image, px: model.Pixels) -> ImageMe
         immersion=objective.immersion.value if objective and objective.immersion else None,
         channel_names=names,
         acquired_at=image.acquisition_date,
+        significant_bits=px.significant_bits,
         name=image.name,
         annotations=annotations,
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
     from acquire.plan import AcquisitionPlan
+    from acquire.profile import MicroscopeProfile
     from acquire.runner import AcquisitionProgress, AcquisitionSummary
 
 log = logging.getLogger("deepscope.gui")
@@ -88,8 +89,18 @@ class AcquisitionController(QObject):
         """True while an acquisition runs."""
         return self._task is not None and self._task.running
 
-    def start(self, plan: AcquisitionPlan, out_dir: Path, *, resume: bool = False) -> None:
-        """Run *plan* into *out_dir* in a worker thread (``resume``: continue a dataset)."""
+    def start(
+        self,
+        plan: AcquisitionPlan,
+        out_dir: Path,
+        *,
+        resume: bool = False,
+        profile: MicroscopeProfile | None = None,
+    ) -> None:
+        """Run *plan* into *out_dir* in a worker thread (``resume``: continue a dataset).
+
+        *profile* gives the objectives' calibration; None: the default (uncalibrated) profile.
+        """
         if self.running:
             raise InputError("an acquisition is running; cancel it first")
         self.out_dir = Path(out_dir)
@@ -97,7 +108,13 @@ class AcquisitionController(QObject):
         self.summary = None
         self._cancel = threading.Event()
         task = BackgroundTask(
-            self._run, plan, self.out_dir, resume, name="deepscope-gui-acquisition", parent=self
+            self._run,
+            plan,
+            self.out_dir,
+            resume,
+            profile,
+            name="deepscope-gui-acquisition",
+            parent=self,
         )
         task.finished.connect(self._on_finished)
         task.failed.connect(self._on_failed)
@@ -105,13 +122,20 @@ class AcquisitionController(QObject):
         task.start()
         self.running_changed.emit(True)
 
-    def _run(self, plan: AcquisitionPlan, out_dir: Path, resume: bool) -> AcquisitionSummary:
+    def _run(
+        self,
+        plan: AcquisitionPlan,
+        out_dir: Path,
+        resume: bool,
+        profile: MicroscopeProfile | None,
+    ) -> AcquisitionSummary:
         from acquire.runner import run_acquisition
 
         return run_acquisition(
             plan,
             out_dir,
             self.core,
+            profile=profile,
             resume=resume,
             pause_for_oil=self._pause_for_oil,
             progress=self.progressed.emit,

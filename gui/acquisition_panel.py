@@ -32,21 +32,20 @@ from gui.training_panel import PathField
 if TYPE_CHECKING:
     from acquire.dataset import FieldRecord
     from acquire.plan import AcquisitionPlan
+    from acquire.profile import MicroscopeProfile
     from acquire.runner import AcquisitionProgress, AcquisitionSummary
 
-EXAMPLE_PLAN = """\
-name: small
-region: {x_um: 0.0, y_um: 0.0, width_um: 80.0, height_um: 80.0}
-camera_roi: {width: 256, height: 256}
-tiles: {objective: 40x, overlap: 0.15, exposure_ms: 5}
-targets:
-  objective: 100x
-  count: 4
-  seed: 1
-  margin_um: 2.0
-  exposure_ms: 10
-  z: {slices: 3, step_um: 0.4}
-"""
+#: The documented example plan (README), shown when the panel opens.
+EXAMPLE_PLAN_PATH = Path(__file__).resolve().parents[1] / "examples" / "plan_small.yaml"
+
+
+def example_plan() -> str:
+    """Text of the example plan, or a comment saying where it should be."""
+    try:
+        return EXAMPLE_PLAN_PATH.read_text(encoding="utf-8")
+    except OSError:
+        return f"# {EXAMPLE_PLAN_PATH} not found; load a plan (Load...)\n"
+
 
 OIL_MESSAGE = (
     "The 40x tiles are done. Put a drop of immersion oil on the slide for the 100x objective, "
@@ -75,7 +74,7 @@ class AcquisitionPanel(QWidget):
         layout.addLayout(left, stretch=1)
         self.editor = QPlainTextEdit()
         self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.editor.setPlainText(EXAMPLE_PLAN)
+        self.editor.setPlainText(example_plan())
         left.addWidget(QLabel("Plan (YAML)"))
         left.addWidget(self.editor, stretch=1)
         file_row = QHBoxLayout()
@@ -91,7 +90,13 @@ class AcquisitionPanel(QWidget):
         form = QFormLayout()
         self.out_field = PathField("Dataset output directory")
         self.resume_box = QCheckBox("resume an interrupted dataset")
+        self.profile_field = PathField(
+            "Microscope profile (from 'deepscope calibrate')",
+            file_filter="Profiles (*.yaml *.yml *.json)",
+        )
+        self.profile_field.edit.setPlaceholderText("none: uncalibrated (offsets 0)")
         form.addRow("output", self.out_field)
+        form.addRow("profile", self.profile_field)
         form.addRow("", self.resume_box)
         left.addLayout(form)
         run_row = QHBoxLayout()
@@ -181,15 +186,30 @@ class AcquisitionPanel(QWidget):
             out_dir = self.out_field.path()
             if out_dir is None:
                 raise InputError("choose an output directory for the dataset")
+            profile = self.profile()
             if self._before_start is not None:
                 self._before_start()  # e.g. stop live mode: one user of the camera at a time
-            self.controller.start(plan, out_dir, resume=self.resume_box.isChecked())
+            self.controller.start(
+                plan, out_dir, resume=self.resume_box.isChecked(), profile=profile
+            )
         except DeepscopeError as exc:
             self._warn(str(exc))
             return
         self.field_list.clear()
         self.progress.setValue(0)
-        self.phase_label.setText("starting")
+        if profile is None or not profile.calibrated:
+            from acquire.profile import UNCALIBRATED
+
+            self.phase_label.setText(f"starting; warning: {UNCALIBRATED}")
+        else:
+            self.phase_label.setText("starting")
+
+    def profile(self) -> MicroscopeProfile | None:
+        """The chosen microscope profile (None: none chosen); InputError for a bad file."""
+        from acquire.profile import MicroscopeProfile
+
+        path = self.profile_field.path()
+        return None if path is None else MicroscopeProfile.from_file(path)
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepscope.errors import InputError
+from deepscope.errors import HardwareError
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
+    from acquire.backends import ScopeChoice
+    from acquire.plan import CameraROI
     from model.inference.engine import Enhancer
 
 log = logging.getLogger("deepscope.gui")
@@ -22,24 +24,29 @@ log = logging.getLogger("deepscope.gui")
 #: frame and MDA callbacks on the GUI thread (and need qtpy). deepscope's acquisition and live
 #: code expect them on the acquisition thread, so the GUI asks for psygnal unless told otherwise.
 SIGNALS_BACKEND_VAR = "PYMM_SIGNALS_BACKEND"
+#: Qt platforms that need no display server.
+HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc")
 
 
-def open_core(*, simulate: bool, mm_config: Path | None = None, seed: int = 0) -> CMMCorePlus:
-    """The simulated microscope, or a Micro-Manager core loaded from *mm_config*."""
+def check_display() -> None:
+    """Raise one line when Qt would find no display (instead of Qt aborting the process)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if not sys.platform.startswith("linux") or platform.split(":")[0] in HEADLESS_PLATFORMS:
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    raise HardwareError(
+        "no display for the window (DISPLAY and WAYLAND_DISPLAY are unset); run it on a desktop, "
+        "under 'xvfb-run deepscope gui', or use 'deepscope live --headless'"
+    )
+
+
+def open_core(choice: ScopeChoice) -> CMMCorePlus:
+    """The chosen microscope's core, with psygnal signals (see :data:`SIGNALS_BACKEND_VAR`)."""
+    from acquire import backends
+
     os.environ.setdefault(SIGNALS_BACKEND_VAR, "psygnal")
-    if simulate:
-        from simulators import make_core
-
-        return make_core(seed=seed)
-    if mm_config is None:
-        raise InputError("no microscope chosen; pass --simulate or --mm-config FILE")
-    if not mm_config.is_file():
-        raise InputError(f"Micro-Manager configuration {mm_config} does not exist")
-    from pymmcore_plus import CMMCorePlus
-
-    core = CMMCorePlus()
-    core.loadSystemConfiguration(str(mm_config))
-    return core
+    return backends.open_core(choice)
 
 
 def load_enhancer(model_dir: Path | None) -> Enhancer | None:
@@ -52,25 +59,22 @@ def load_enhancer(model_dir: Path | None) -> Enhancer | None:
 
 
 def run_app(
+    choice: ScopeChoice,
     *,
-    simulate: bool,
-    mm_config: Path | None = None,
     model_dir: Path | None = None,
-    seed: int = 0,
-    roi: tuple[int, ...] | None = None,
+    roi: CameraROI | None = None,
 ) -> int:
-    """Open the window and run the Qt event loop until it closes; return the exit code.
+    """Open the window on the chosen microscope and run the Qt event loop; return the exit code.
 
-    *roi* ``(x, y, w, h)`` sets the camera ROI before the window opens.
+    Everything that can fail (display, model, microscope, ROI) is checked before Qt starts, so a
+    failure is one line, never an abort. *roi* sets the camera ROI before the window opens.
     """
-    if not simulate and mm_config is None:
-        raise InputError("no microscope chosen; pass --simulate or --mm-config FILE")
-    enhancer = load_enhancer(model_dir)  # a bad model directory fails before the scope starts
-    core = open_core(simulate=simulate, mm_config=mm_config, seed=seed)
-    if roi is not None:
-        from acquire.backends import set_camera_roi
+    from acquire.backends import set_camera_roi
 
-        set_camera_roi(core, roi)
+    enhancer = load_enhancer(model_dir)  # a bad model directory fails before the scope starts
+    core = open_core(choice)
+    set_camera_roi(core, roi)
+    check_display()
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow

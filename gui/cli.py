@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from acquire.backends import add_roi_option, add_scope_options
 from deepscope.cli import common_options
 
 
@@ -16,30 +17,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="open the live/acquisition/training window",
         description=(
             "Open the deepscope window: live 40x preview with the enhanced frame beside it, "
-            "paired acquisition, registration and training."
+            "paired acquisition, registration and training. Uses the simulated microscope "
+            "unless --mm-config or --zmq-port is given."
         ),
     )
-    p.add_argument("--simulate", action="store_true", help="use the simulated microscope")
-    p.add_argument("--mm-config", type=Path, help="Micro-Manager hardware configuration file")
+    add_scope_options(p)
     p.add_argument("--model", type=Path, help="model directory to enhance live frames with")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated slide")
-    p.add_argument(
-        "--roi",
-        type=int,
-        nargs=4,
-        metavar=("X", "Y", "W", "H"),
-        help="camera ROI in pixels (e.g. 768 768 512 512: a model on a CPU keeps up better)",
-    )
+    add_roi_option(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from acquire.backends import ScopeChoice, roi_from_option
     from gui.app import run_app
 
-    return run_app(
-        simulate=args.simulate,
-        mm_config=args.mm_config,
-        model_dir=args.model,
-        seed=args.seed,
-        roi=tuple(args.roi) if args.roi else None,
-    )
+    roi = roi_from_option(args.roi)
+    return run_app(ScopeChoice.from_args(args), model_dir=args.model, roi=roi)

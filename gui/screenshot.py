@@ -38,15 +38,6 @@ def tiny_model_dir(directory: Path, *, channels: int = 3, white_level: float = 4
     return save_model(directory, DeepMicroscopyNet(net_cfg), config)
 
 
-SCREENSHOT_PLAN = """\
-name: screenshot
-region: {x_um: 0.0, y_um: 0.0, width_um: 80.0, height_um: 80.0}
-camera_roi: {width: 256, height: 256}
-tiles: {objective: 40x, overlap: 0.15, exposure_ms: 5}
-targets: {objective: 100x, count: 4, seed: 1, margin_um: 2.0, exposure_ms: 10, z: {slices: 3}}
-"""
-
-
 def _wait(done: Callable[[], bool], seconds: float) -> None:
     end = time.monotonic() + seconds
     while not done() and time.monotonic() < end:
@@ -59,12 +50,32 @@ def _live(window: MainWindow, seconds: float) -> None:
     _wait(lambda: False, seconds)
 
 
+def _true_profile(window: MainWindow, path: Path) -> Path:
+    from acquire.dataset import Calibration
+    from acquire.profile import MicroscopeProfile
+    from simulators import microscope_of
+
+    truth = microscope_of(window.core).objectives
+    lo, hi = truth["40x"], truth["100x"]
+    MicroscopeProfile(
+        calibration=Calibration(
+            dx_um=hi.offset_x_um - lo.offset_x_um,
+            dy_um=hi.offset_y_um - lo.offset_y_um,
+            dz_um=hi.parfocal_z_um - lo.parfocal_z_um,
+        ),
+        calibrated_objectives=("40x", "100x"),
+    ).to_file(path)
+    return path
+
+
 def _acquisition(window: MainWindow, tmp: Path) -> None:
     panel, ctrl = window.acquisition_panel, window.acquisition
     window.tabs.setCurrentWidget(panel)
     ctrl.oil_requested.disconnect(panel.ask_for_oil)  # no one to answer the dialog
     ctrl.oil_requested.connect(lambda: ctrl.answer_oil(True))
-    panel.editor.setPlainText(SCREENSHOT_PLAN)
+    # the panel opens with the documented example plan (autofocus, flat field): run it as is,
+    # with the profile a calibration would measure (here: the simulator's true offsets)
+    panel.profile_field.edit.setText(str(_true_profile(window, tmp / "profile.yaml")))
     panel.out_field.edit.setText(str(tmp / "dataset"))
     panel.run()
     _wait(lambda: ctrl.summary is not None, 300)
@@ -105,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=160, help="training steps (training tab)")
     args = parser.parse_args(argv)
 
+    from acquire.backends import ScopeChoice
     from gui.app import load_enhancer, open_core
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("deepscope")
-    core = open_core(simulate=True)
+    core = open_core(ScopeChoice())
     core.setROI(0, 0, args.roi, args.roi)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model_dir(Path(tmp) / "tiny-model")

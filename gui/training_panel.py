@@ -40,11 +40,14 @@ if TYPE_CHECKING:
 
 
 class PathField(QWidget):
-    """A line edit with a Browse button that picks a directory."""
+    """A line edit with a Browse button that picks a directory (or a file, with *file_filter*)."""
 
-    def __init__(self, caption: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, caption: str, parent: QWidget | None = None, *, file_filter: str | None = None
+    ) -> None:
         super().__init__(parent)
         self.caption = caption
+        self.file_filter = file_filter
         self.edit = QLineEdit()
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
@@ -54,12 +57,17 @@ class PathField(QWidget):
         row.addWidget(browse)
 
     def _browse(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, self.caption, self.edit.text())
+        if self.file_filter is not None:
+            chosen, _ = QFileDialog.getOpenFileName(
+                self, self.caption, self.edit.text(), self.file_filter
+            )
+        else:
+            chosen = QFileDialog.getExistingDirectory(self, self.caption, self.edit.text())
         if chosen:
             self.edit.setText(chosen)
 
     def path(self) -> Path | None:
-        """The entered directory, or None when empty."""
+        """The entered path, or None when empty."""
         text = self.edit.text().strip()
         return Path(text) if text else None
 

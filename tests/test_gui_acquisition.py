@@ -162,3 +162,44 @@ def test_plan_save_and_load_round_trip(qtbot, make_window, tmp_path, monkeypatch
     assert panel.check_plan()
     assert "valid" in panel.phase_label.text()
     assert messages == []
+
+
+def test_default_plan_is_the_documented_example_and_the_profile_reaches_the_dataset(
+    qtbot, make_window, tmp_path, oil, messages
+):
+    import json
+    from pathlib import Path
+
+    from acquire.dataset import Calibration
+    from acquire.profile import MicroscopeProfile
+    from gui.acquisition_panel import EXAMPLE_PLAN_PATH
+
+    window = make_window()
+    panel = window.acquisition_panel
+    example = Path(__file__).resolve().parents[1] / "examples" / "plan_small.yaml"
+    assert example == EXAMPLE_PLAN_PATH
+    assert panel.editor.toPlainText() == example.read_text()
+    assert panel.plan().autofocus.mode == "per_field"
+
+    profile = MicroscopeProfile(
+        calibration=Calibration(dx_um=1.25, dy_um=-0.5, dz_um=0.75),
+        calibrated_objectives=("40x", "100x"),
+    )
+    profile.to_file(tmp_path / "profile.yaml")
+    panel.profile_field.edit.setText(str(tmp_path / "profile.yaml"))
+    run_plan(qtbot, window, TINY_PLAN.format(retries=1), tmp_path / "cal")
+    assert messages == []
+    info = json.loads((tmp_path / "cal" / "dataset.json").read_text())
+    assert info["calibrated"] is True
+    assert info["calibration"]["dx_um"] == 1.25
+
+    panel.profile_field.edit.setText("")
+    qtbot.waitUntil(panel.run_button.isEnabled, timeout=WAIT_MS)
+    run_plan(qtbot, window, TINY_PLAN.format(retries=1), tmp_path / "uncal")
+    info = json.loads((tmp_path / "uncal" / "dataset.json").read_text())
+    assert info["calibrated"] is False
+
+    panel.profile_field.edit.setText(str(tmp_path / "missing.yaml"))
+    panel.run()
+    assert messages
+    assert "missing.yaml" in messages[-1]

@@ -15,10 +15,10 @@ def test_gui_command_is_registered_with_its_options():
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["gui"], "pass --simulate or --mm-config"),
+        (["gui", "--roi", "1", "2"], "--roi 1 2: expected X Y W H or one side N"),
         (["gui", "--mm-config", "missing.cfg"], "missing.cfg does not exist"),
         (["gui", "--simulate", "--model", "no-such-model"], "no-such-model does not exist"),
-        (["gui", "--simulate", "--roi", "2000", "0", "512", "512"], "--roi 2000 0 512 512"),
+        (["gui", "--roi", "2000", "0", "512", "512"], "--roi 2000 0 512 512"),
     ],
 )
 def test_gui_command_reports_bad_input_in_one_line(argv, expected, capsys, tmp_path, monkeypatch):

@@ -56,7 +56,8 @@ def test_enhance_cli_writes_ome_tiff_with_scaled_pixels(
     assert data.dtype == np.uint8
     assert meta.pixel_size_um == pytest.approx(0.185 / 2.5)
     assert meta.planes[1].z_um == pytest.approx(1.4)
-    assert meta.objective == "40x"
+    assert meta.objective is None  # no physical 40x objective imaged at 0.074 um
+    assert meta.annotations["source_objective"] == "40x"
     assert meta.annotations["enhance_scale"] == "2.5"
 
 

@@ -7,13 +7,10 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from acquire.backends import add_roi_option, add_scope_options
 from deepscope.cli import common_options, emit_json
 from deepscope.errors import HardwareError, InputError
-
-if TYPE_CHECKING:
-    from pymmcore_plus import CMMCorePlus
 
 log = logging.getLogger("deepscope.live")
 
@@ -34,19 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="trained model directory")
-    p.add_argument(
-        "--simulate", action="store_true", help="use the simulated microscope (the default)"
-    )
-    p.add_argument("--mm-config", type=Path, default=None, help="Micro-Manager hardware .cfg")
-    p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
-    p.add_argument(
-        "--roi",
-        type=int,
-        nargs=4,
-        metavar=("X", "Y", "W", "H"),
-        default=None,
-        help="camera region of interest in pixels",
-    )
+    add_scope_options(p)
+    add_roi_option(p)
     p.add_argument("--headless", action="store_true", help="no display; print statistics")
     p.add_argument(
         "--frames", type=int, default=None, help="stop after N camera frames (headless default 50)"
@@ -73,26 +59,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_live)
 
 
-def open_core(args: argparse.Namespace) -> CMMCorePlus:
-    """The simulated core, or a hardware core loaded from ``--mm-config``."""
-    if args.mm_config is not None and args.simulate:
-        raise InputError("--simulate and --mm-config exclude each other; give one")
-    if args.mm_config is not None:
-        from pymmcore_plus import CMMCorePlus
-
-        if not args.mm_config.is_file():
-            raise InputError(f"Micro-Manager config {args.mm_config} does not exist")
-        core = CMMCorePlus()
-        core.loadSystemConfiguration(str(args.mm_config))
-        return core
-    from simulators.core import make_core
-
-    return make_core(seed=args.seed)
-
-
 def run_live(args: argparse.Namespace) -> int:
     """Handle ``deepscope live``."""
-    from acquire.backends import set_camera_roi
+    from acquire.backends import ScopeChoice, open_core, roi_from_option, set_camera_roi
     from acquire.live.pipeline import LivePipeline
     from model.inference.engine import Enhancer
 
@@ -103,6 +72,7 @@ def run_live(args: argparse.Namespace) -> int:
         raise InputError(f"--exposure-ms {args.exposure_ms} must be in (0, 10000]")
     if args.stop_timeout <= 0:
         raise InputError(f"--stop-timeout {args.stop_timeout} must be positive")
+    roi = roi_from_option(args.roi)
     enhancer = Enhancer.from_dir(
         args.model_dir,
         device=args.device,
@@ -110,9 +80,8 @@ def run_live(args: argparse.Namespace) -> int:
         compile=args.compile,
         cuda_graphs=args.cuda_graphs,
     )
-    core = open_core(args)
-    if args.roi is not None:
-        set_camera_roi(core, args.roi)
+    core = open_core(ScopeChoice.from_args(args))
+    set_camera_roi(core, roi)
     if args.exposure_ms is not None:
         core.setExposure(args.exposure_ms)
     pipeline = LivePipeline(

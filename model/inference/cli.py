@@ -72,17 +72,35 @@ def output_paths(inputs: list[Path], out: Path) -> list[Path]:
     return [out / f"{s}{ENHANCED_SUFFIX}" for s in stems]
 
 
-def enhanced_meta(meta: ImageMeta, enhancer: Enhancer, self_feed: bool) -> ImageMeta:
-    """Metadata of an enhanced image: pixel size divided by the scale, provenance noted."""
+def enhanced_meta(
+    meta: ImageMeta, enhancer: Enhancer, self_feed: bool, model_dir: Path
+) -> ImageMeta:
+    """Metadata of an enhanced image: pixel size divided by the scale, provenance noted.
+
+    The source objective goes into the annotations, not the OME Objective: no physical 40x
+    objective took an image at the enhanced pixel size.
+    """
     notes = {
         **meta.annotations,
         "enhanced_by": "deepscope",
+        "enhance_model": model_dir.resolve().name,
         "enhance_scale": str(enhancer.scale),
         "enhance_self_feed": str(self_feed).lower(),
         "enhance_precision": enhancer.precision,
+        "source_pixel_size_um": f"{meta.pixel_size_um:.12g}",
     }
+    if meta.objective:
+        notes["source_objective"] = meta.objective
     return meta.model_copy(
-        update={"pixel_size_um": meta.pixel_size_um / enhancer.scale, "annotations": notes}
+        update={
+            "pixel_size_um": meta.pixel_size_um / enhancer.scale,
+            "annotations": notes,
+            "objective": None,
+            "magnification": None,
+            "na": None,
+            "immersion": None,
+            "name": f"{meta.name or 'image'} enhanced",
+        }
     )
 
 
@@ -127,7 +145,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         planes = [enhancer.enhance(plane, self_feed=args.self_feed) for plane in stack]
         out = to_dtype(np.stack(planes), stack.dtype)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        write_ome_tiff(dst, out, enhanced_meta(meta, enhancer, args.self_feed))
+        write_ome_tiff(dst, out, enhanced_meta(meta, enhancer, args.self_feed, args.model_dir))
         written.append({"input": str(src), "output": str(dst), "shape": list(out.shape)})
     if args.json:
         emit_json(

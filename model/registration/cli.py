@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("dataset", type=Path, metavar="DATASET", help="dataset or OME-TIFF folder")
-    p.add_argument("--out", type=Path, required=True, metavar="PAIRS", help="pairs directory")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="PAIRS", help="pairs directory")
     p.add_argument(
         "--edof",
         action=argparse.BooleanOptionalAction,

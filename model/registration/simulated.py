@@ -145,10 +145,10 @@ def make_simulated_dataset(
     core
         A simulated core to use (default: ``make_core(seed, sensor=...)``).
     """
-    from simulators.core import make_core
+    from simulators.core import make_core, microscope_of
 
     core = core or make_core(seed=seed, sensor=(sensor_px, sensor_px))
-    scope = core.microscope
+    scope = microscope_of(core)
     root = Path(out_dir)
     (root / FIELDS_DIR).mkdir(parents=True, exist_ok=True)
     truth_obj = scope.objectives

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("pairs", type=Path, help="pairs directory from 'deepscope register'")
-    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("-o", "--out", type=Path, required=True, help="model directory to write")
     p.add_argument("--config", type=Path, help="TrainConfig JSON; flags below override it")
     fields = TrainConfig.model_fields
     for name, kind in _TRAIN_FLAGS.items():
@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     e.add_argument("model", type=Path, help="model directory from 'deepscope train'")
     e.add_argument("pairs", type=Path, help="pairs directory with test fields")
-    e.add_argument("--out", type=Path, help="output directory (default MODEL/evaluation)")
+    e.add_argument("-o", "--out", type=Path, help="output directory (default MODEL/evaluation)")
     e.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]'")
     e.add_argument("--no-mtf", action="store_true", help="skip the USAF-1951 MTF measurement")
     e.set_defaults(func=run_evaluate)
