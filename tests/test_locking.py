@@ -50,8 +50,10 @@ def test_second_acquire_is_refused_naming_the_first(
     try:
         _wait_for_holder(out, first)
         assert main([*cmd, "--resume"]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err == err.splitlines()[0]
+        errors = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+        assert len(errors) == 1, errors
+        err = errors[0]
+        assert err.startswith("deepscope: error: ")
         assert f"in use by another deepscope process: pid {first.pid} (" in err
         assert "acquire" in err
     finally:
