@@ -64,6 +64,8 @@ DEMO_PLAN: dict[str, Any] = {
     "retries": 2,
     "on_failure": "continue",
 }
+#: Log of the simulator's true pose of every frame (for the noise-free truth), beside dataset/.
+SNAPS_NAME = "simulator_snaps.jsonl"
 #: Train / validation / test fractions of the demo's fields: 24 fields give 8 test fields.
 DEMO_SPLIT = (0.5, 0.17, 0.33)
 
@@ -161,10 +163,14 @@ def acquire_stage(out: Path, plan: AcquisitionPlan, seed: int) -> dict[str, Any]
     from acquire.profile import MicroscopeProfile
     from acquire.runner import AcquisitionProgress, run_acquisition
     from simulators import make_core
+    from simulators.truth import record_snaps
 
     dataset = out / "dataset"
     resume = (dataset / "dataset.json").exists()
     core = make_core(seed=seed)
+    # where every frame really was, for the noise-free truth in the evaluation (outside the
+    # dataset, which stays as a real microscope would write it)
+    record_snaps(core, out / SNAPS_NAME)
     bar = _bar("acquire", "field")
 
     def progress(p: AcquisitionProgress) -> None:
@@ -245,12 +251,23 @@ def train_stage(out: Path, steps: int, seed: int, init: Path | None) -> dict[str
     }
 
 
-def evaluate_stage(out: Path) -> dict[str, float]:
-    """Score bicubic, network and self-fed network on the test fields."""
-    from model.training.evaluate import evaluate_model
+def evaluate_stage(out: Path, seed: int) -> dict[str, Any]:
+    """Score bicubic, the classical baselines and the network on the test fields.
 
-    report = evaluate_model(out / "model", out / "pairs", out / "evaluation")
-    return {k: round(v, 4) for k, v in report.mean.items()}
+    Against the 100x targets and, for fields whose snaps were logged, the noise-free truth.
+    """
+    from model.training.evaluate import evaluate_model
+    from simulators.truth import PairTruth
+
+    snaps = out / SNAPS_NAME
+    truth = PairTruth(out / "dataset", out / "pairs", snaps, seed) if snaps.is_file() else None
+    report = evaluate_model(out / "model", out / "pairs", out / "evaluation", truth=truth)
+    return {
+        **{k: round(v, 4) for k, v in report.mean.items()},
+        "beats_baselines": report.beats_baselines,
+        "shortfalls": report.shortfalls,
+        "truth_fields": report.truth_fields,
+    }
 
 
 def side_by_side(raw: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
@@ -362,7 +379,7 @@ def run_demo(
             "3/5 training (fine-tuning the reference model)",
             lambda: train_stage(out, steps, seed, init),
         ),
-        ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out)),
+        ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out, seed)),
         ("live", "5/5 live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
     ]
     if not headless:

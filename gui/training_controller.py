@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from model.training.config import TrainConfig, TrainResult, ValMetrics
     from model.training.evaluate import EvaluationReport
 
-#: Methods of the evaluation table, as named by :mod:`model.training.evaluate`.
-METHODS = ("bicubic", "network", "network_x2")
 
 log = logging.getLogger("deepscope.gui")
 
@@ -53,7 +51,9 @@ class TrainingOutcome:
 
 
 def evaluation_rows(report: EvaluationReport) -> list[EvaluationRow]:
-    """Bicubic, network and network-twice, as in the paper's table."""
+    """Every method of the evaluation (classical baselines, network, network twice)."""
+    from model.training.evaluate import METHODS
+
     return [EvaluationRow(m, report.mean[f"{m}_ssim"], report.mean[f"{m}_psnr"]) for m in METHODS]
 
 

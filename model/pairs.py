@@ -2,7 +2,9 @@
 
 A pairs directory holds ``pairs.json`` (:class:`PairSet`) and, per accepted pair, two OME-TIFFs
 ``pairs/<pair_id>_lr.ome.tif`` (40x crop, ``(h, w, c)``) and ``pairs/<pair_id>_hr.ome.tif``
-(registered 100x target, ``(h * scale, w * scale, c)``), covering exactly the same area.
+(registered 100x target, ``(h * scale, w * scale, c)``), covering exactly the same area. Pairs
+made on the simulator may also carry ``truth``: the noise-free 100x image of the same area,
+rendered at the true pose, in the units of ``hr`` (for :mod:`model.training.evaluate`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class Pair(BaseModel):
     reason: str | None = None
     lr: str | None = None
     hr: str | None = None
+    truth: str | None = Field(
+        default=None,
+        description="noise-free target on the hr grid at the true pose (simulated data only)",
+    )
     ncc: float | None = None
     residual: float | None = None
     transform: Transform | None = None

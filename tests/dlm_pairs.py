@@ -55,8 +55,12 @@ def save_fields(
     channels: int,
     source: str,
     seed: int,
+    truths: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write ``(pair_id, split, lr, hr)`` fields as OME-TIFFs and ``pairs.json``."""
+    """Write ``(pair_id, split, lr, hr)`` fields as OME-TIFFs and ``pairs.json``.
+
+    *truths* (pair id -> noise-free target) are written too and recorded as ``Pair.truth``.
+    """
     (directory / "pairs").mkdir(parents=True, exist_ok=True)
     pairs = []
     for i, (pid, split, lr, hr) in enumerate(fields):
@@ -66,6 +70,11 @@ def save_fields(
         write_ome_tiff(
             directory / "pairs" / f"{pid}_hr.ome.tif", hr, ImageMeta(pixel_size_um=0.074)
         )
+        truth = (truths or {}).get(pid)
+        if truth is not None:
+            write_ome_tiff(
+                directory / "pairs" / f"{pid}_truth.ome.tif", truth, ImageMeta(pixel_size_um=0.074)
+            )
         pairs.append(
             Pair(
                 pair_id=pid,
@@ -74,6 +83,7 @@ def save_fields(
                 accepted=True,
                 lr=f"pairs/{pid}_lr.ome.tif",
                 hr=f"pairs/{pid}_hr.ome.tif",
+                truth=None if truth is None else f"pairs/{pid}_truth.ome.tif",
             )
         )
     pairset = PairSet(
@@ -119,19 +129,24 @@ def write_sim_pairs(
     lr_size: int = 96,
     seed: int = 0,
     spacing_um: float = 60.0,
+    truth: bool = False,
 ) -> Path:
     """Write a pairs directory of perfectly aligned 40x/100x snaps of the simulated slide.
 
     Without imperfections both objectives image the same area centred on the stage position:
     a centred ``lr_size`` 40x ROI and a ``2.5 * lr_size`` 100x frame cover the same field.
+    *truth*: also write each field's noise-free 100x frame (same pose, camera noise off).
     """
-    from simulators import make_core
+    from simulators import make_core, microscope_of
 
     hr_size = lr_size * 5 // 2
     core = make_core(seed=seed, imperfections=False, sensor=(hr_size, hr_size))
     off = (hr_size - lr_size) // 2
     splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
     fields = []
+    truths = {}
+    scope = microscope_of(core)
+    noisy = scope.camera
     for i, split in enumerate(splits):
         x, y = (i % 4) * spacing_um, (i // 4) * spacing_um
         core.setXYPosition(x, y)
@@ -143,4 +158,9 @@ def write_sim_pairs(
         core.setConfig("Objective", "100x")
         core.snapImage()
         fields.append((f"s{i:03d}", split, lr, np.asarray(core.getImage())))
-    return save_fields(directory, fields, channels=3, source="simulator", seed=seed)
+        if truth:
+            scope.camera = noisy.model_copy(update={"noise": False})
+            core.snapImage()
+            truths[f"s{i:03d}"] = np.asarray(core.getImage())
+            scope.camera = noisy
+    return save_fields(directory, fields, channels=3, source="simulator", seed=seed, truths=truths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from model.inference.engine import Enhancer
 from model.network import DeepMicroscopyNet
 from model.store import save_model
 from model.training.config import TrainConfig
-from model.training.evaluate import area_resize, evaluate_model
+from model.training.evaluate import (
+    METHODS,
+    Score,
+    area_resize,
+    evaluate_model,
+    gains_and_best,
+    network_shortfalls,
+)
 from model.training.infer import bicubic_upsample
 from model.training.metrics import ssim_psnr
 from model.training.train import train_model
@@ -62,27 +70,63 @@ def test_area_resize_keeps_mean() -> None:
     assert float(small.mean()) == pytest.approx(float(img.mean()), rel=1e-4)
 
 
-def test_evaluate_writes_table_and_figure(tmp_path: Path) -> None:
-    pairs = write_pairs(tmp_path / "pairs", n_train=0, n_val=0, n_test=2)
+def _untrained(directory: Path, channels: int = 3) -> Path:
+    """An untrained global-skip network: exactly bicubic."""
     cfg = ModelConfig(
-        network=NetworkConfig(global_skip=True, base_channels=4, num_blocks=1),
-        normalisation=Normalisation.identity(3, MAX_VALUE),
+        network=NetworkConfig(channels=channels, global_skip=True, base_channels=4, num_blocks=1),
+        normalisation=Normalisation.identity(channels, MAX_VALUE),
     )
-    save_model(tmp_path / "m", DeepMicroscopyNet(cfg.network), cfg)
-    report = evaluate_model(tmp_path / "m", pairs, tmp_path / "ev", regions=2)
-    assert [f.pair_id for f in report.fields] == ["p000", "p001"]
+    save_model(directory, DeepMicroscopyNet(cfg.network), cfg)
+    return directory
+
+
+def test_evaluate_writes_table_and_figure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pairs = write_pairs(tmp_path / "pairs", n_train=0, n_val=1, n_test=3)
+    with caplog.at_level(logging.WARNING, logger="deepscope"):
+        report = evaluate_model(_untrained(tmp_path / "m"), pairs, tmp_path / "ev", regions=2)
+    assert [f.pair_id for f in report.fields] == ["p001", "p002", "p003"]
     # an untrained global-skip network is exactly bicubic
     for f in report.fields:
-        assert f.network_ssim == pytest.approx(f.bicubic_ssim, abs=1e-5)
-        assert f.network_psnr == pytest.approx(f.bicubic_psnr, abs=1e-3)
+        assert set(f.target) == set(METHODS)
+        assert f.target["network"].ssim == pytest.approx(f.target["bicubic"].ssim, abs=1e-5)
+        assert f.target["network"].psnr == pytest.approx(f.target["bicubic"].psnr, abs=1e-3)
+        assert f.truth is None  # synthetic pairs carry no truth
     data = json.loads(report.json_path.read_text())
     assert data["mean"]["bicubic_ssim"] == pytest.approx(
-        np.mean([f.bicubic_ssim for f in report.fields])
+        np.mean([f.target["bicubic"].ssim for f in report.fields])
     )
+    iv = data["intervals"]["target"]["wiener_psnr"]
+    assert iv["low"] <= iv["mean"] <= iv["high"]
+    assert iv["n"] == 3
+    assert "truth" not in data["intervals"]
+    # bicubic cannot beat itself: the verdict says so in the JSON, the log and the Markdown
+    assert data["beats_baselines"] is False
+    assert report.shortfalls
+    assert all("network" in s for s in report.shortfalls)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("does not beat" in w for w in warned)
     md = report.markdown_path.read_text()
-    assert md.count("\n") == 2 + 2 + 1
-    assert "| **mean** |" in md
+    assert "**The network does not beat the baselines:**" in md
+    assert md.count("| p00") == 3
+    assert "| Wiener | " in md
+    assert "## Against the 100x target (3 fields)" in md
     assert report.figure_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verdict_compares_the_network_with_the_best_classical_method() -> None:
+    means = {f"{m}_{k}": 0.5 for m in METHODS for k in ("ssim", "psnr")}
+    means |= {"wiener_ssim": 0.8, "network_ssim": 0.7, "network_psnr": 0.6}
+    per_field = [{m: Score(means[f"{m}_ssim"], means[f"{m}_psnr"]) for m in METHODS}] * 2
+    gains, best = gains_and_best(per_field, means, seed=0)
+    assert best == {"ssim": "wiener", "psnr": "bicubic"}
+    lines = network_shortfalls("truth", means, best)
+    assert len(lines) == 1
+    assert "SSIM 0.7000 does not beat Wiener (0.8000)" in lines[0]
+    net_vs_wiener = [
+        g for g in gains if (g.method, g.baseline, g.metric) == ("network", "wiener", "ssim")
+    ]
+    assert net_vs_wiener[0].interval.mean == pytest.approx(-0.1)
+    assert not network_shortfalls("truth", means | {"network_ssim": 0.81}, best)
 
 
 def test_evaluate_refuses_wrong_model_and_no_test_fields(tmp_path: Path) -> None:
@@ -91,13 +135,13 @@ def test_evaluate_refuses_wrong_model_and_no_test_fields(tmp_path: Path) -> None
     save_model(tmp_path / "rgb", DeepMicroscopyNet(cfg.network), cfg)
     with pytest.raises(InputError, match="expects 3 channel"):
         evaluate_model(tmp_path / "rgb", pairs, tmp_path / "ev")
-    mono = ModelConfig(
-        network=NetworkConfig(channels=1, base_channels=4, num_blocks=1),
-        normalisation=Normalisation.identity(1),
-    )
-    save_model(tmp_path / "mono", DeepMicroscopyNet(mono.network), mono)
+    mono = _untrained(tmp_path / "mono", channels=1)
     with pytest.raises(InputError, match="no accepted test pairs"):
-        evaluate_model(tmp_path / "mono", pairs, tmp_path / "ev")
+        evaluate_model(mono, pairs, tmp_path / "ev")
+    no_val = write_pairs(tmp_path / "no_val", n_train=0, n_val=0, n_test=1)
+    with pytest.raises(InputError, match="no accepted validation pairs"):
+        evaluate_model(_untrained(tmp_path / "m"), no_val, tmp_path / "ev")
+    assert not (tmp_path / "ev").exists()
 
 
 def test_training_on_simulator_beats_bicubic(
@@ -105,7 +149,7 @@ def test_training_on_simulator_beats_bicubic(
 ) -> None:
     pairs = write_sim_pairs(tmp_path / "pairs", n_train=4, n_val=2, n_test=2)
     cfg = TrainConfig(
-        epochs=3, batch_size=16, patch_size=24, lr=2e-3, base_channels=8, num_blocks=2
+        steps=120, val_every=40, batch_size=8, patch_size=24, lr=2e-3, base_channels=8, num_blocks=2
     )
     result = train_model(pairs, tmp_path / "m", cfg)
     assert result.best_val_ssim > result.bicubic_val_ssim
@@ -115,4 +159,6 @@ def test_training_on_simulator_beats_bicubic(
     mean = json.loads(capsys.readouterr().out)["mean"]
     assert mean["network_ssim"] > mean["bicubic_ssim"]
     assert mean["network_psnr"] > mean["bicubic_psnr"] + 1.0
-    assert (tmp_path / "m" / "evaluation" / "evaluation.md").is_file()
+    data = json.loads((tmp_path / "m" / "evaluation" / "evaluation.json").read_text())
+    assert data["mean"] == pytest.approx(mean)
+    assert isinstance(data["beats_baselines"], bool)

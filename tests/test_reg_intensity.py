@@ -1,5 +1,7 @@
 """Flat-field correction and the 100x -> 40x intensity match, on the simulated microscope."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -113,6 +115,11 @@ def test_matched_targets_have_the_40x_intensities(dataset, tmp_path):
         hr, hr_raw = load_pair(out, p)[1].astype(float), load_pair(raw_dir, q)[1].astype(float)
         expected = hr_raw * np.array(p.intensity.gain) + np.array(p.intensity.offset)
         assert np.abs(hr - expected).mean() < 1.0
+    qc = json.loads((out / "qc.json").read_text())
+    assert [q["intensity"]["gain"] for q in qc["pairs"] if q["accepted"]] == [
+        list(p.intensity.gain) for p in matched.accepted() if p.intensity
+    ]
+    assert "hr gain" in (out / "qc.md").read_text()
 
 
 def test_flat_field_off_leaves_the_frames_as_acquired(dataset, tmp_path):

@@ -53,6 +53,7 @@ def write_reports(
                 "ncc": p.ncc,
                 "residual_px": p.residual,
                 "transform": p.transform.model_dump() if p.transform else None,
+                "intensity": p.intensity.model_dump() if p.intensity else None,
                 **p.extra,
             }
             for p in pairset.pairs
@@ -66,10 +67,12 @@ def write_reports(
         f"Fields: {summary['fields']}, accepted {summary['accepted']}, rejected "
         f"{summary['rejected']}; EDOF: {pairset.edof}; scale {pairset.scale}  ",
         f"Stitching: {stitching['edges']} overlap edges, {stitching['rejected_edges']} rejected  ",
-        f"Common 100x->40x rotation/scale: {model}",
+        f"Common 100x->40x rotation/scale: {model}  ",
+        f"Flat-field correction (fall-off of the blank frames): {pairset.flat_field or 'none'}",
         "",
-        "| pair | split | status | NCC | residual px | rotation deg | scale | tile |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pair | split | status | NCC | residual px | rotation deg | scale | tile | hr gain | "
+        "hr offset |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pairset.pairs:
         t = p.transform
@@ -79,12 +82,18 @@ def write_reports(
             f"{'' if p.ncc is None else f'{p.ncc:.3f}'} | "
             f"{'' if p.residual is None else f'{p.residual:.3f}'} | "
             f"{'' if t is None else f'{t.rotation_deg:.3f}'} | "
-            f"{'' if t is None else f'{t.scale:.5f}'} | {p.extra.get('tile', '')} |"
+            f"{'' if t is None else f'{t.scale:.5f}'} | {p.extra.get('tile', '')} | "
+            f"{_values(p.intensity.gain, 4) if p.intensity else ''} | "
+            f"{_values(p.intensity.offset, 1) if p.intensity else ''} |"
         )
     if Path(out_dir / QC_PNG).exists():
         lines += ["", f"![overview]({QC_PNG})"]
     atomic_write_text(out_dir / QC_MD, "\n".join(lines) + "\n")
     return summary
+
+
+def _values(values: tuple[float, ...], digits: int) -> str:
+    return " ".join(f"{v:.{digits}f}" for v in values)
 
 
 def write_overview(

@@ -122,13 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     out = args.out or args.model / "evaluation"
     report = evaluate_model(args.model, args.pairs, out, device=args.device)
-    summary: dict[str, Any] = {
-        "mean": report.mean,
-        "fields": [asdict(f) for f in report.fields],
-        "json": report.json_path,
-        "markdown": report.markdown_path,
-        "figure": report.figure_path,
-    }
+    summary: dict[str, Any] = report.summary()
     if not args.no_mtf:
         from model.training.mtf import measure_mtf
 

@@ -1,0 +1,57 @@
+"""The reference model shipped in model/reference/: complete, and better than every baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dlm_pairs import one_thread  # noqa: F401 (fixture)
+
+from model.registration import RegistrationOptions, register_dataset
+from model.registration.simulated import make_simulated_dataset, tissue_region
+from model.store import load_model, reference_model_dir
+from model.training.evaluate import CLASSICAL, evaluate_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: A slide the reference never saw (it was trained on seed 11; the demo uses 0).
+FRESH_SEED = 23
+SENSOR = 256
+
+
+def test_reference_model_is_complete_and_says_how_it_was_made() -> None:
+    net, cfg = load_model(reference_model_dir(), expect_scale=2.5, expect_channels=3)
+    assert sum(p.numel() for p in net.parameters()) > 100_000
+    assert cfg.input_pixel_size_um == pytest.approx(0.185)
+    assert cfg.output_pixel_size_um == pytest.approx(0.074)
+    made = cfg.provenance["made_by"]
+    assert made["command"].startswith("python bench/train_reference.py")
+    assert len(made["commit"]) == 40
+    assert cfg.provenance["train_config"]["seed"] != FRESH_SEED
+    assert cfg.metrics["beats_bicubic"] is True
+    assert cfg.metrics["global_step"] >= 1000
+
+
+@pytest.mark.slow
+def test_reference_model_beats_bicubic_and_every_classical_baseline_on_a_fresh_slide(
+    tmp_path: Path,
+) -> None:
+    side = 2 * 0.85 * SENSOR * 0.185 + SENSOR * 0.185
+    sim = make_simulated_dataset(
+        tmp_path / "ds",
+        seed=FRESH_SEED,
+        sensor_px=SENSOR,
+        n_targets=8,
+        z_slices=5,
+        centre_um=tissue_region(FRESH_SEED, side),
+        min_tissue=0.6,
+    )
+    pairs = tmp_path / "pairs"
+    # no training fields: validation tunes the baselines, the rest is test
+    register_dataset(sim.path, pairs, RegistrationOptions(seed=0, split=(0.0, 0.375, 0.625)))
+    report = evaluate_model(reference_model_dir(), pairs, tmp_path / "ev")
+    mean = report.mean
+    best_ssim = max(mean[f"{m}_ssim"] for m in CLASSICAL)
+    assert mean["network_ssim"] > best_ssim, report.shortfalls
+    assert mean["network_psnr"] > mean["bicubic_psnr"] + 1.0
+    assert report.beats_baselines, report.shortfalls
