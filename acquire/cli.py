@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from acquire.backends import add_roi_option, add_scope_options
 from deepscope.cli import common_options, emit_json
 from deepscope.errors import InputError
+from deepscope.paths import check_output_file
 
 if TYPE_CHECKING:
     from acquire.backends import Scope
@@ -169,6 +170,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from acquire.backends import roi_from_option
     from acquire.calibrate import calibrate, calibrated_profile
 
+    check_output_file(args.out)  # before the stage and turret move
     profile = _profile(args)
     roi = roi_from_option(args.roi)
     with _scope(args, specimen="usaf") as scope:

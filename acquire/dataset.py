@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deepscope.atomic import read_jsonl
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, read_ome_tiff
-from deepscope.paths import safe_join
+from deepscope.paths import read_user_text, safe_join
 
 DATASET_VERSION: Literal[1] = 1
 INFO_NAME = "dataset.json"
@@ -126,8 +126,20 @@ class Dataset:
         return safe_join(self.root, record.path)
 
     def load(self, record: FieldRecord) -> tuple[np.ndarray, ImageMeta]:
-        """Image ``(z, y, x, c)`` and metadata of a done field."""
-        return read_ome_tiff(self.path_of(record))
+        """Image ``(z, y, x, c)`` and metadata of a done field.
+
+        A file whose own field id (written into its OME metadata) is not the record's, e.g.
+        two field files swapped by hand, is refused with :class:`InputError`.
+        """
+        path = self.path_of(record)
+        stack, meta = read_ome_tiff(path)
+        own = meta.annotations.get("field_id")
+        if own is not None and own != record.field_id:
+            raise InputError(
+                f"{path} holds field {own!r}, but {MANIFEST_NAME} lists it as "
+                f"{record.field_id!r}; put the original files back"
+            )
+        return stack, meta
 
 
 def read_records(root: Path) -> list[FieldRecord]:
@@ -149,7 +161,7 @@ def open_dataset(directory: str | Path) -> Dataset:
     if not info_path.is_file():
         raise InputError(f"{root} is not a deepscope dataset: {INFO_NAME} is missing")
     try:
-        info = DatasetInfo.model_validate(json.loads(info_path.read_text(encoding="utf-8")))
+        info = DatasetInfo.model_validate(json.loads(read_user_text(info_path, "dataset")))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise InputError(f"{info_path}: not a valid dataset description ({exc})") from exc
     return Dataset(root, info, read_records(root))

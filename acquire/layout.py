@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from acquire.dataset import Role
 from acquire.plan import Region
+from deepscope import limits
 
 
 class FieldSpec(BaseModel):
@@ -37,6 +38,7 @@ def _steps(start: float, length: float, fov: float, overlap: float) -> list[floa
         return [start + length / 2]
     pitch = fov * (1 - overlap)
     n = math.ceil((length - fov) / pitch) + 1
+    limits.check(n, limits.PLAN_FIELDS, f"{n} tiles along one axis", " fields")
     span = (n - 1) * pitch + fov
     first = start + length / 2 - span / 2 + fov / 2
     return [first + i * pitch for i in range(n)]
@@ -57,6 +59,7 @@ def tile_grid(
     """
     xs = _steps(region.x_um, region.width_um, fov_um[0], overlap)
     ys = _steps(region.y_um, region.height_um, fov_um[1], overlap)
+    limits.check(len(xs) * len(ys), limits.PLAN_FIELDS, f"{len(ys)}x{len(xs)} tiles", " fields")
     fields = []
     for r, y in enumerate(ys):
         cols = list(enumerate(xs))

@@ -29,7 +29,8 @@ from acquire.layout import FieldSpec
 from acquire.plan import AcquisitionPlan, ZStack
 from acquire.profile import MicroscopeProfile
 from acquire.storage import DatasetWriter
-from deepscope.errors import DeepscopeError, HardwareError
+from deepscope.atomic import check_free_space
+from deepscope.errors import DeepscopeError, DiskFullError, HardwareError
 from deepscope.ometiff import ImageMeta, PlaneMeta
 
 log = logging.getLogger("deepscope.acquire")
@@ -94,6 +95,7 @@ class PassRunner:
         self.failed: list[tuple[str, str]] = []
         self.total = 0
         self.phase: Phase = "tiles"
+        self.plane_bytes = 0  # of the last field written: free space is checked before a field
 
     # -- progress ------------------------------------------------------------------------
     def report(self, field_id: str | None = None) -> None:
@@ -211,6 +213,15 @@ class PassRunner:
             if self.cancel.is_set():
                 acq.abort()
                 return None
+            if k == 0 and self.plane_bytes:  # no light on a field whose file cannot fit
+                pending = len(collected) + 1  # fields taken but not yet written, and this one
+                try:
+                    need = self.plane_bytes * len(offsets) * pending
+                    check_free_space(self.writer.fields_dir, need)
+                except DiskFullError as exc:
+                    state["fatal"] = exc
+                    acq.abort()
+                    return None
             if per_field_af:
                 try:
                     if k == 0 and event["axes"].get("time", 0) == 0:
@@ -251,9 +262,12 @@ class PassRunner:
                 c.images[kk] = np.rint(c.images[kk] / averages).astype(frame.dtype)
             try:
                 self._write(fields[i], c, optics, exposure_ms, zstack, stage[i], focus[i], failures)
-            except DeepscopeError as exc:  # disk full and the like: stop, keep what is written
+            except DeepscopeError as exc:  # disk full, unwritable file: stop, keep what is written
                 state["fatal"] = exc
                 acq.abort()
+                return
+            except Exception as exc:  # charged to this field, not the one the engine is on
+                fail(i, f"saving: {type(exc).__name__}: {exc}")
                 return
             completed.add(fields[i].field_id)
             del collected[i]
@@ -299,6 +313,7 @@ class PassRunner:
     ) -> None:
         n = len(c.images)
         stack = np.stack([c.images[k] for k in range(n)])
+        self.plane_bytes = stack.nbytes // n
         t_first = min(p[3] for p in c.positions.values()) if c.positions else 0.0
         planes = tuple(
             PlaneMeta(

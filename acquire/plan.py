@@ -21,11 +21,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from deepscope.errors import InputError
+from deepscope.errors import InputError, shown
+from deepscope.paths import read_user_text
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Region(_Frozen):
@@ -167,10 +168,7 @@ class AcquisitionPlan(_Frozen):
         Raises :class:`~deepscope.errors.InputError` naming the file and the bad field.
         """
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"plan {p} cannot be read ({exc.strerror})") from exc
+        text = read_user_text(p, "plan")
         try:
             raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -191,7 +189,7 @@ class AcquisitionPlan(_Frozen):
             loc = ".".join(str(p) for p in err["loc"]) or "plan"
             more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
             raise InputError(
-                f"{source}: {loc}: {err['msg']} (got {err.get('input')!r}){more}"
+                f"{source}: {loc}: {err['msg']} (got {shown(err.get('input'))}){more}"
             ) from exc
 
     def to_file(self, path: str | Path) -> None:

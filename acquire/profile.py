@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from acquire.dataset import Calibration
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
+from deepscope.paths import read_user_text
 
 
 class ObjectiveSpec(BaseModel):
     """An objective on the turret, addressed by its preset in the objective config group."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     magnification: float = Field(gt=0)
     na: float = Field(gt=0, le=1.7)
@@ -34,7 +35,7 @@ class StageLimits(BaseModel):
     The defaults are a 100 x 70 mm slide stage with 2 mm of focus travel.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     x_min_um: float = -50_000.0
     x_max_um: float = 50_000.0
@@ -81,7 +82,7 @@ class MicroscopeProfile(BaseModel):
     stage at ``(x - dx, y - dy, z + dz)``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     version: int = 1
     objective_group: str = "Objective"
@@ -108,7 +109,7 @@ class MicroscopeProfile(BaseModel):
         """Load a profile from YAML or JSON."""
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_user_text(p, "profile")
             raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
             return cls.model_validate(raw)
         except OSError as exc:

@@ -30,6 +30,7 @@ from acquire.storage import DatasetWriter, now_iso
 from acquire.targets import content_check, tile_focus
 from deepscope import __version__
 from deepscope.errors import InputError
+from deepscope.locking import directory_lock
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -192,6 +193,7 @@ def run_acquisition(
     profile = profile or MicroscopeProfile()
     cancel = cancel or threading.Event()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(directory_lock(out_dir))  # before the turret or any stage moves
         scope = core if isinstance(core, Scope) else stack.enter_context(python_scope(core))
         saved_roi = scope.roi() if plan.camera_roi is not None else None
         if saved_roi is not None:  # put back the ROI the plan replaces
@@ -213,6 +215,9 @@ def _run_plan(
 ) -> AcquisitionSummary:
     t_start = time.monotonic()
     # -- everything checked before any stage moves -------------------------------------------
+    DatasetWriter.check(out_dir, plan.plan_hash(), resume=resume)
+    for spec in (plan.targets, plan.tiles):  # the camera refuses an exposure it cannot take
+        scope.set_exposure(spec.exposure_ms)
     if plan.camera_roi is not None:
         scope.set_roi(plan.camera_roi)
     target_optics = _objective_info(scope, profile, plan.targets.objective)

@@ -9,8 +9,10 @@ manifest line (acquired again on resume and replaced atomically), or a finished 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,12 +29,32 @@ from acquire.dataset import (
 )
 from acquire.layout import FieldSpec
 from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
-from deepscope.errors import InputError
+from deepscope.errors import InputError, StorageError
+from deepscope.locking import LOCK_NAME
 from deepscope.ometiff import ImageMeta, write_ome_tiff
+from deepscope.paths import read_user_text
 
 log = logging.getLogger("deepscope.acquire")
 
 TARGETS_NAME = "targets.json"
+
+
+@contextlib.contextmanager
+def _writing(what: str, path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing *what* into a :class:`StorageError` naming it.
+
+    The acquisition stops on it (re-imaging a field whose file cannot be written only adds
+    light on the sample); a full disk stays a :class:`~deepscope.errors.DiskFullError`.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write {what} to {path}: {exc.strerror or exc}; fix that, then rerun with "
+            "--resume (every field recorded before is intact)"
+        ) from exc
 
 
 def now_iso() -> str:
@@ -49,6 +71,37 @@ class DatasetWriter:
         self.fields_dir = root / FIELDS_DIR
         self.manifest = root / MANIFEST_NAME
 
+    @staticmethod
+    def check(directory: str | Path, plan_hash: str, *, resume: bool) -> DatasetInfo | None:
+        """Check that *directory* can take the plan *plan_hash*, before anything moves.
+
+        Returns the dataset description already there (None for a new or empty directory).
+        Raises :class:`InputError` for files that are not a dataset, a dataset of a different
+        plan, or this plan's dataset without *resume*.
+        """
+        root = Path(directory)
+        info_path = root / INFO_NAME
+        if not info_path.is_file():
+            if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
+                raise InputError(
+                    f"{root} is not empty and not a deepscope dataset; choose a new --out"
+                )
+            return None
+        try:
+            existing = DatasetInfo.model_validate(json.loads(read_user_text(info_path, "dataset")))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise InputError(f"{info_path} is not a valid dataset description") from exc
+        if existing.plan_hash != plan_hash:
+            raise InputError(
+                f"{root} holds a dataset of a different plan (hash {existing.plan_hash[:12]},"
+                f" this plan {plan_hash[:12]}); choose a new --out directory"
+            )
+        if not resume:
+            raise InputError(
+                f"{root} already holds a dataset of this plan; pass --resume to continue it"
+            )
+        return existing
+
     @classmethod
     def open(cls, directory: str | Path, info: DatasetInfo, *, resume: bool) -> DatasetWriter:
         """Create *directory* for *info*, or reopen it to resume the same plan.
@@ -59,22 +112,8 @@ class DatasetWriter:
         """
         root = Path(directory)
         info_path = root / INFO_NAME
-        if info_path.is_file():
-            try:
-                existing = DatasetInfo.model_validate(
-                    json.loads(info_path.read_text(encoding="utf-8"))
-                )
-            except (json.JSONDecodeError, ValidationError) as exc:
-                raise InputError(f"{info_path} is not a valid dataset description") from exc
-            if existing.plan_hash != info.plan_hash:
-                raise InputError(
-                    f"{root} holds a dataset of a different plan (hash {existing.plan_hash[:12]},"
-                    f" this plan {info.plan_hash[:12]}); choose a new --out directory"
-                )
-            if not resume:
-                raise InputError(
-                    f"{root} already holds a dataset of this plan; pass --resume to continue it"
-                )
+        existing = cls.check(root, info.plan_hash, resume=resume)
+        if existing is not None:
             if existing.profile != info.profile:
                 raise InputError(
                     f"{root} was acquired with a different microscope profile (objectives or "
@@ -84,8 +123,6 @@ class DatasetWriter:
             if removed:
                 log.info("removed %d partial file(s) left by an interrupted run", removed)
             return cls(root, existing)
-        if root.exists() and any(root.iterdir()):
-            raise InputError(f"{root} is not empty and not a deepscope dataset; choose a new --out")
         root.mkdir(parents=True, exist_ok=True)
         (root / FIELDS_DIR).mkdir(exist_ok=True)
         atomic_write_json(info_path, info.model_dump(mode="json"))
@@ -111,7 +148,8 @@ class DatasetWriter:
     ) -> FieldRecord:
         """Write a field's image atomically, then append its ``done`` record."""
         rel = f"{FIELDS_DIR}/{spec.filename}"
-        write_ome_tiff(self.root / rel, stack, meta)
+        with _writing(spec.field_id, self.root / rel):
+            write_ome_tiff(self.root / rel, stack, meta)
         record = FieldRecord(
             field_id=spec.field_id,
             role=spec.role,
@@ -126,7 +164,8 @@ class DatasetWriter:
             attempts=attempts,
             finished_at=now_iso(),
         )
-        append_jsonl(self.manifest, record.model_dump(mode="json"))
+        with _writing(f"the record of {spec.field_id}", self.manifest):
+            append_jsonl(self.manifest, record.model_dump(mode="json"))
         return record
 
     def write_failure(
@@ -146,7 +185,8 @@ class DatasetWriter:
             reason=reason,
             finished_at=now_iso(),
         )
-        append_jsonl(self.manifest, record.model_dump(mode="json"))
+        with _writing(f"the failure record of {spec.field_id}", self.manifest):
+            append_jsonl(self.manifest, record.model_dump(mode="json"))
         return record
 
     def saved_targets(self) -> list[tuple[float, float]] | None:

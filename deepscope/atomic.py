@@ -2,7 +2,9 @@
 
 Nothing that is complete on disk is ever replaced by a partial file: a reader either sees the
 old file, or the new complete one. Temporary files carry the ``.partial`` suffix so that a
-resumed run can recognise and delete them.
+resumed run can recognise and delete them. A full disk is a :class:`DiskFullError` however it
+shows: ``ENOSPC``, a quota, or tifffile's short write (``"N requested and M written"``, which
+carries no errno).
 """
 
 from __future__ import annotations
@@ -10,14 +12,41 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deepscope.errors import DiskFullError
+from deepscope.errors import DiskFullError, InputError
+
+log = logging.getLogger("deepscope")
 
 PARTIAL_SUFFIX = ".partial"
+#: free space kept beyond a file's own size (OME-XML, TIFF directories, the manifest line)
+FREE_SPACE_MARGIN_BYTES = 256 << 10
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """Whether *exc* means the filesystem ran out of space (or quota)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return exc.errno is None and _SHORT_WRITE.search(str(exc)) is not None
+
+
+def check_free_space(directory: str | os.PathLike[str], nbytes: int) -> None:
+    """Raise :class:`DiskFullError` unless *directory* has room for *nbytes* plus a margin."""
+    free = shutil.disk_usage(directory).free
+    if free < nbytes + FREE_SPACE_MARGIN_BYTES:
+        raise DiskFullError(
+            f"disk full: {directory} has {free / 1e6:.1f} MB free, the next file needs "
+            f"{(nbytes + FREE_SPACE_MARGIN_BYTES) / 1e6:.1f} MB; free space, then rerun "
+            "(with --resume for an acquisition); earlier output is intact"
+        )
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -32,15 +61,18 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike[str], *, size_hint: int = 0) -> Iterator[Path]:
     """Yield a temporary path next to *final*; on success move it into place.
 
     The caller writes the complete file to the yielded path. If the block raises, the
-    temporary file is removed and *final* is untouched. ``ENOSPC`` becomes
+    temporary file is removed and *final* is untouched. With *size_hint* (bytes) the free
+    space is checked first; a full disk, found before or during the write, becomes
     :class:`~deepscope.errors.DiskFullError`.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if size_hint:
+        check_free_space(final.parent, size_hint)
     tmp = final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
         yield tmp
@@ -48,11 +80,14 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except DiskFullError:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
+        if is_disk_full(exc):
             raise DiskFullError(
-                f"disk full while writing {final}; earlier output is intact"
+                f"disk full while writing {final} ({exc}); earlier output is intact"
             ) from exc
         raise
     except BaseException:
@@ -71,36 +106,77 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _end_torn_line(fh: Any, path: str | os.PathLike[str]) -> None:
+    """Make the file open in *fh* (``a+b``) end with a complete line before an append.
+
+    A last line without its newline was cut short by a crash or a full disk: if it is still a
+    whole JSON document only the newline is added, otherwise the fragment (never a record:
+    records count only once their append returned) is cut off.
+    """
+    size = fh.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    fh.seek(0)
+    data = fh.read()
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+    except ValueError:
+        log.warning("%s: removed a torn last line (%d bytes)", path, size - start)
+        fh.truncate(start)
+    else:
+        fh.write(b"\n")
+
+
 def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Append one JSON line to *path* and fsync it before returning.
 
-    A line that a crash cut short is ignored by :func:`read_jsonl`, so the file stays valid.
+    A line that a crash cut short is ended or removed first (see :func:`_end_torn_line`), so
+    the new record always starts a line of its own.
     """
-    line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+    line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
     try:
-        with open(path, "a", encoding="utf-8") as fh:
+        with open(path, "a+b") as fh:
+            _end_torn_line(fh, path)
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFullError(f"disk full while appending to {path}") from exc
+        if is_disk_full(exc):
+            raise DiskFullError(f"disk full while appending to {path} ({exc})") from exc
         raise
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read the complete lines of a JSON-lines file; a torn last line is skipped."""
+    """Read a JSON-lines file; only a torn last line (no newline, not JSON) is skipped.
+
+    Any other line that is not a JSON object raises :class:`InputError` naming the line.
+    """
     path = Path(path)
     if not path.exists():
         return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); expected JSON lines") from exc
+    lines = text.split("\n")
     records: list[dict[str, Any]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash; everything before it is intact
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if i == len(lines):
+                log.warning("%s: skipping a torn last line (%d bytes)", path, len(line))
+                continue  # cut short by a crash; the next append removes it
+            raise InputError(f"{path}: line {i} is not JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}: line {i} is not a JSON object")
+        records.append(obj)
     return records
 
 
@@ -110,4 +186,30 @@ def remove_partials(directory: str | os.PathLike[str]) -> int:
     for p in Path(directory).rglob(f"*{PARTIAL_SUFFIX}"):
         p.unlink(missing_ok=True)
         n += 1
+    return n
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(directory: str | os.PathLike[str], *, recursive: bool = True) -> int:
+    """Delete ``.NAME.PID.partial`` files in (or below) *directory* whose process is gone.
+
+    Safe without a lock: a file of a process that still runs is kept. Returns the count.
+    """
+    n = 0
+    root = Path(directory)
+    found = root.rglob if recursive else root.glob
+    for p in found(f".*{PARTIAL_SUFFIX}"):
+        pid = p.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            p.unlink(missing_ok=True)
+            n += 1
     return n

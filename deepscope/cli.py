@@ -8,6 +8,7 @@ Errors a user can fix are :class:`~deepscope.errors.DeepscopeError` and print as
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
@@ -18,7 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from deepscope import __version__
-from deepscope.errors import DeepscopeError
+from deepscope.atomic import is_disk_full
+from deepscope.errors import DeepscopeError, describe_validation
 
 log = logging.getLogger("deepscope")
 
@@ -71,11 +73,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
-    return f"invalid {exc.title}: " + "; ".join(parts)
+    return f"invalid {exc.title}: {describe_validation(exc.errors())}"
+
+
+#: errno values that mean the user named a wrong path (exit 2); other OS errors are the disk's
+_PATH_ERRNOS = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}
+)
+
+
+def error_line(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit code for *exc*, or None for a bug (shown as a traceback).
+
+    Exit codes: 2 bad input (values, files, paths), 3 hardware, 4 disk (full, read-only, no
+    permission, I/O error). This is the one place where exceptions become what a user reads.
+    """
+    if isinstance(exc, DeepscopeError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, ValidationError):
+        return _one_line(exc), 2
+    if isinstance(exc, UnicodeDecodeError):
+        return (
+            f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "expected UTF-8 YAML/JSON",
+            2,
+        )
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this input; give a smaller input or a smaller tile", 2
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}" if exc.filename else "a file"
+        what = (exc.strerror or str(exc) or type(exc).__name__).lower()
+        if is_disk_full(exc):
+            return f"disk full writing {where} ({what}); earlier output is intact", 4
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            return f"{where}: a file is in the way ({what}); expected a directory", 2
+        if exc.errno in _PATH_ERRNOS:
+            return f"{where}: {what}", 2
+        return f"cannot write or read {where}: {what}", 4
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,15 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except DeepscopeError as exc:
-        print(f"deepscope: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ValidationError as exc:
-        print(f"deepscope: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("deepscope: interrupted; completed output is kept, rerun to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        found = error_line(exc)
+        if found is None:
+            raise
+        message, code = found
+        log.debug("error details", exc_info=True)
+        print(f"deepscope: error: {' '.join(message.split())}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

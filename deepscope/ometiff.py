@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from ome_types import from_xml, model
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepscope.atomic import atomic_path
-from deepscope.errors import InputError
+from deepscope.errors import InputError, shown
+from deepscope.limits import check_image
 
 MAP_NAMESPACE = "deepscope"
 
@@ -177,7 +178,7 @@ def write_ome_tiff(
     stack = np.ascontiguousarray(as_zyxc(np.asarray(data)))
     xml = _ome_xml(stack, meta)
     final = Path(path)
-    with atomic_path(final) as tmp:
+    with atomic_path(final, size_hint=stack.nbytes + len(xml)) as tmp:
         nc = stack.shape[-1]
         page_data = stack if nc > 1 else stack[..., 0]
         tifffile.imwrite(
@@ -197,6 +198,21 @@ def write_ome_tiff(
     return final
 
 
+def _pixels_of(p: Path, xml: str) -> tuple[model.OME, model.Pixels, int]:
+    """The parsed OME, its first image's pixels and samples per pixel, checked for use."""
+    try:
+        ome = from_xml(xml)
+    except Exception as exc:
+        raise InputError(f"{p}: OME-XML metadata cannot be parsed ({exc})") from exc
+    if not ome.images:
+        raise InputError(f"{p}: OME-XML has no <Image>")
+    px = ome.images[0].pixels
+    if px.physical_size_x is None:
+        raise InputError(f"{p}: OME metadata has no physical pixel size (PhysicalSizeX)")
+    nc = px.channels[0].samples_per_pixel if px.channels and px.channels[0].samples_per_pixel else 1
+    return ome, px, nc
+
+
 def read_ome_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageMeta]:
     """Read an OME-TIFF into a ``(z, y, x, c)`` array and its :class:`ImageMeta`.
 
@@ -209,27 +225,38 @@ def read_ome_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageMeta]:
             xml = tf.ome_metadata
             if not xml:
                 raise InputError(f"{p}: not an OME-TIFF (no OME-XML metadata)")
+            ome, px, nc = _pixels_of(p, xml)
+            series = tf.series[0]
+            check_image(tuple(series.shape), np.dtype(series.dtype).itemsize, f"{p}")
+            n_pixels, plane = int(np.prod(series.shape)), px.size_z * px.size_y * px.size_x
+            if n_pixels != plane * nc if nc > 1 else n_pixels % plane:
+                raise InputError(
+                    f"{p}: OME-XML says {px.size_z}x{px.size_y}x{px.size_x}x{nc} (z, y, x, c) "
+                    f"but the TIFF holds pixels of shape {tuple(series.shape)}"
+                )
             data = tf.asarray()
     except InputError:
         raise
     except FileNotFoundError as exc:
         raise InputError(f"{p}: file not found") from exc
+    except MemoryError as exc:
+        raise InputError(f"{p}: not enough memory to read it") from exc
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise InputError(f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
-    try:
-        ome = from_xml(xml)
-    except Exception as exc:
-        raise InputError(f"{p}: OME-XML metadata cannot be parsed ({exc})") from exc
     image = ome.images[0]
-    px = image.pixels
-    if px.physical_size_x is None:
-        raise InputError(f"{p}: OME metadata has no physical pixel size (PhysicalSizeX)")
-    nc = px.channels[0].samples_per_pixel if px.channels and px.channels[0].samples_per_pixel else 1
-    stack = (
-        data.reshape(px.size_z, px.size_y, px.size_x, nc)
-        if nc > 1
-        else data.reshape(px.size_z, px.size_y, px.size_x, -1)
-    )
+    stack = data.reshape(px.size_z, px.size_y, px.size_x, nc if nc > 1 else -1)
+    try:
+        meta = _image_meta(ome, image, px)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(
+            f"{p}: OME metadata {'.'.join(map(str, err['loc']))}: {err['msg']} "
+            f"(got {shown(err.get('input'))})"
+        ) from exc
+    return stack, meta
+
+
+def _image_meta(ome: model.OME, image: model.Image, px: model.Pixels) -> ImageMeta:
     planes = tuple(
         PlaneMeta(
             x_um=pl.position_x if pl.position_x is not None else float("nan"),
@@ -249,8 +276,8 @@ def read_ome_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageMeta]:
             if ann.namespace == MAP_NAMESPACE:
                 annotations.update({m.k or "": m.value for m in ann.value.ms})
     names = tuple(px.channels[0].name.split("/")) if px.channels and px.channels[0].name else ()
-    meta = ImageMeta(
-        pixel_size_um=float(px.physical_size_x),
+    return ImageMeta(
+        pixel_size_um=float(px.physical_size_x or 0.0),
         z_step_um=px.physical_size_z,
         planes=planes,
         objective=objective.model if objective else None,
@@ -263,4 +290,3 @@ def read_ome_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageMeta]:
         name=image.name,
         annotations=annotations,
     )
-    return stack, meta

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from deepscope import limits
 
 CONFIG_VERSION: Literal[1] = 1
 
@@ -18,7 +20,7 @@ class NetworkConfig(BaseModel):
     then pixel shuffle and a stride-2 convolution for the scale of 2.5.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     architecture: Literal["dlm-resnet"] = "dlm-resnet"
     scale: float = Field(default=2.5, gt=1.0, description="output/input pixel density, e.g. 2.5")
@@ -47,6 +49,13 @@ class NetworkConfig(BaseModel):
             )
         return v
 
+    @model_validator(mode="after")
+    def _size(self) -> NetworkConfig:
+        # a lower bound of the weights (two 3x3 convs per block), checked before any loop
+        lower = 18 * self.num_blocks * self.base_channels**2
+        limits.check(lower, limits.MODEL_PARAMS, "network weights (at least)", " parameters")
+        return self
+
     @property
     def scale_fraction(self) -> Fraction:
         """The scale as ``p/q``: pixel shuffle by ``p``, then a stride-``q`` convolution."""
@@ -63,12 +72,21 @@ class NetworkConfig(BaseModel):
 class Normalisation(BaseModel):
     """Intensity normalisation, ``x_norm = (x - offset) / scale``, per channel."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     input_offset: tuple[float, ...]
     input_scale: tuple[float, ...]
     target_offset: tuple[float, ...]
     target_scale: tuple[float, ...]
+
+    @field_validator("input_scale", "target_scale")
+    @classmethod
+    def _positive(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(x <= 0 for x in v):
+            raise ValueError(
+                f"scales must be positive per channel (a 0 makes every pixel 0), got {v}"
+            )
+        return v
 
     @classmethod
     def identity(cls, channels: int, max_value: float = 1.0) -> Normalisation:
@@ -81,7 +99,7 @@ class Normalisation(BaseModel):
 class ModelConfig(BaseModel):
     """Everything needed to rebuild, feed and judge a trained model."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     format_version: Literal[1] = CONFIG_VERSION
     network: NetworkConfig = Field(default_factory=NetworkConfig)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
 from deepscope.ometiff import read_ome_tiff
-from deepscope.paths import safe_join
+from deepscope.paths import read_user_text, safe_join
 
 PAIRS_VERSION: Literal[1] = 1
 PAIRS_NAME = "pairs.json"
@@ -115,7 +115,7 @@ def load_pairset(directory: str | Path) -> PairSet:
     if not path.is_file():
         raise InputError(f"{directory} is not a pairs directory: {PAIRS_NAME} is missing")
     try:
-        return PairSet.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return PairSet.model_validate(json.loads(read_user_text(path, "pairs file")))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise InputError(f"{path}: not a valid pairs file ({str(exc).splitlines()[0]})") from exc
 

@@ -11,7 +11,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepscope.atomic import atomic_path, atomic_write_text
-from deepscope.errors import InputError
+from deepscope.errors import InputError, describe_validation
+from deepscope.paths import read_user_text
 from model.config import ModelConfig
 from model.network import DeepMicroscopyNet
 
@@ -51,10 +52,11 @@ def load_config(directory: str | Path) -> ModelConfig:
     if not path.is_file():
         raise InputError(f"{d} is not a model directory: {CONFIG_NAME} is missing")
     try:
-        return ModelConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path}: not a valid deepscope model config ({first})") from exc
+        return ModelConfig.model_validate(json.loads(read_user_text(path, "model config")))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not a valid deepscope model config ({exc})") from exc
+    except ValidationError as exc:
+        raise InputError(f"{path}: {describe_validation(exc.errors())}") from exc
 
 
 def load_model(
@@ -90,9 +92,32 @@ def load_model(
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{weights}: not a valid safetensors file ({exc})") from exc
     net = DeepMicroscopyNet(net_cfg)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({first})") from exc
+    _check_weights(weights, state, net.state_dict())
+    net.load_state_dict(state, strict=True)
     return net.to(device).eval(), config
+
+
+def _check_weights(
+    path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> None:
+    """Refuse weights that are missing, extra, mis-shaped, not floating point or not finite."""
+    for name, ref in expected.items():
+        t = state.get(name)
+        if t is None:
+            raise InputError(
+                f"{path}: weights do not match {CONFIG_NAME}: tensor {name} is missing"
+            )
+        if tuple(t.shape) != tuple(ref.shape):
+            raise InputError(
+                f"{path}: weights do not match {CONFIG_NAME}: tensor {name} has shape "
+                f"{tuple(t.shape)}, the network needs {tuple(ref.shape)}"
+            )
+        if not t.is_floating_point():
+            raise InputError(f"{path}: tensor {name} is {t.dtype}; expected floating point")
+        if not bool(torch.isfinite(t).all()):
+            raise InputError(f"{path}: tensor {name} holds NaN or infinite values")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise InputError(
+            f"{path}: weights do not match {CONFIG_NAME}: tensor {extra[0]} is not in the network"
+        )

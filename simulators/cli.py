@@ -91,6 +91,7 @@ def _snap(args: argparse.Namespace) -> int:
     from acquire.backends import roi_from_option, set_camera_roi
     from deepscope.errors import InputError
     from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+    from deepscope.paths import check_output_file
     from simulators import OBJECTIVES, make_core
 
     if args.objective not in OBJECTIVES:
@@ -99,6 +100,7 @@ def _snap(args: argparse.Namespace) -> int:
         )
     if not str(args.out).endswith((".ome.tif", ".ome.tiff")):
         raise InputError(f"output {args.out} must end in .ome.tif or .ome.tiff")
+    check_output_file(args.out)
     roi = roi_from_option(args.roi)
     core = make_core(seed=args.seed, specimen=args.specimen, objective=args.objective)
     core.setExposure(args.exposure_ms)

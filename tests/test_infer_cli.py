@@ -121,3 +121,60 @@ def test_enhance_cli_refuses_inputs_of_another_pixel_size(
     assert not out.exists()  # not even the matching input was written
     assert main(["enhance", str(model), str(ok), str(bad), "-o", str(out), "--force"]) == 0
     assert len(list(out.glob("*.ome.tif"))) == 2
+
+
+def test_enhance_never_replaces_raw_data(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    raw = write_ome_tiff(
+        tmp_path / "raw.ome.tif",
+        rng.integers(0, 255, (24, 24, 3), dtype=np.uint8),
+        ImageMeta(pixel_size_um=0.185),
+    )
+    ds = tmp_path / "ds"
+    (ds / "fields").mkdir(parents=True)
+    (ds / "dataset.json").write_text("{}")
+    in_ds = write_ome_tiff(
+        ds / "fields" / "tile.ome.tif",
+        np.zeros((24, 24, 3), np.uint8),
+        ImageMeta(pixel_size_um=0.185),
+    )
+    before = {p: p.read_bytes() for p in (raw, in_ds)}
+    cases = [
+        ([str(raw), "-o", str(raw)], "also an input"),
+        ([str(raw), "-o", str(tmp_path / "." / "raw.ome.tif")], "also an input"),
+        ([str(in_ds), "-o", str(in_ds)], "also an input"),
+        ([str(raw), "-o", str(ds / "fields" / "x.ome.tif")], "holds acquired"),
+        ([str(raw), str(in_ds), "-o", str(ds / "fields")], "holds acquired"),
+        ([str(raw), str(in_ds), "-o", str(raw)], "existing file"),
+    ]
+    for argv, needle in cases:
+        assert main(["enhance", str(model_dir), *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("deepscope: error:"), err
+        assert needle in err
+        assert "\n" not in err
+    assert {p: p.read_bytes() for p in (raw, in_ds)} == before
+    assert sorted(p.name for p in (ds / "fields").iterdir()) == ["tile.ome.tif"]
+
+
+def test_enhance_removes_partials_of_a_killed_run(tmp_path: Path, model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    src = write_ome_tiff(
+        tmp_path / "a.ome.tif", np.zeros((16, 16, 3), np.uint8), ImageMeta(pixel_size_um=0.2)
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    torn = out / f".a_enhanced.ome.tif.{pid}.partial"
+    torn.write_bytes(b"torn")
+    assert main(["enhance", str(model_dir), str(src), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_enhanced.ome.tif"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -111,3 +113,40 @@ def test_missing_and_broken_directories(tmp_path: Path) -> None:
     (tmp_path / CONFIG_NAME).write_text(ModelConfig().model_dump_json())
     with pytest.raises(InputError, match=r"model\.safetensors is missing"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (
+            lambda s: s.__setitem__("input_conv.weight", s["input_conv.weight"] * float("nan")),
+            "NaN",
+        ),
+        (lambda s: s.__setitem__("input_conv.bias", s["input_conv.bias"].to(torch.int32)), "int32"),
+        (lambda s: s.__setitem__("input_conv.bias", s["input_conv.bias"][:1]), "has shape (1,)"),
+        (lambda s: s.pop("output_conv.weight"), "output_conv.weight is missing"),
+    ],
+)
+def test_degenerate_weights_are_refused_naming_the_tensor(
+    tmp_path: Path, change: Any, needle: str
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    d = save_model(
+        tmp_path / "m",
+        net,
+        ModelConfig(network=net.config, normalisation=Normalisation.identity(3)),
+    )
+    state = load_file(str(d / "model.safetensors"))
+    change(state)
+    save_file(state, str(d / "model.safetensors"))
+    with pytest.raises(InputError, match=re.escape(needle)):
+        load_model(d)
+
+
+def test_a_zero_input_scale_is_refused() -> None:
+    with pytest.raises(ValueError, match="scales must be positive"):
+        Normalisation(
+            input_offset=(0.0,), input_scale=(0.0,), target_offset=(0.0,), target_scale=(1.0,)
+        )

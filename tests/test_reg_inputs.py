@@ -1,5 +1,7 @@
 """What registration accepts as input, and the one-line errors for what it cannot use."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -93,3 +95,18 @@ def test_register_folder_of_blank_images_rejects_every_field(tmp_path):
     assert summary.accepted == 0
     assert list(summary.rejections) == ["empty field"]
     assert (tmp_path / "out" / "pairs.json").is_file()
+
+
+def test_register_never_writes_into_a_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deepscope.cli import main
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "dataset.json").write_text("{}")
+    before = sorted(p.name for p in ds.iterdir())
+    for out in (ds, ds / "pairs"):
+        assert main(["register", str(ds), "--out", str(out)]) == 2
+        assert "holds acquired or registered data" in capsys.readouterr().err
+    assert sorted(p.name for p in ds.iterdir()) == before

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepscope.atomic import remove_stale_partials
 from deepscope.cli import common_options, emit_json
 from deepscope.errors import InputError
+from deepscope.paths import check_new_outputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,6 +69,8 @@ def output_paths(inputs: list[Path], out: Path) -> list[Path]:
     """Where each input's enhanced image goes: ``OUT`` itself for one ``.tif`` target."""
     if len(inputs) == 1 and out.suffix.lower() in (".tif", ".tiff"):
         return [out]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is an existing file; expected a directory for the outputs")
     stems = [p.name.split(".")[0] for p in inputs]
     if len(set(stems)) != len(stems):
         raise InputError("input files share a name; give inputs with distinct names")
@@ -127,6 +131,9 @@ def run_enhance(args: argparse.Namespace) -> int:
         if not p.is_file():
             raise InputError(f"input {p} does not exist; give OME-TIFF files")
     targets = output_paths(args.inputs, args.out)
+    check_new_outputs(targets, args.inputs)
+    for parent in {t.parent for t in targets if t.parent.is_dir()}:
+        remove_stale_partials(parent, recursive=False)  # left by a killed earlier run
     enhancer = Enhancer.from_dir(
         args.model_dir,
         device=args.device,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from deepscope.cli import common_options, emit_json
+from deepscope.paths import check_outside_data
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from model.registration.pipeline import RegistrationOptions, register_dataset
 
+    check_outside_data(args.out, ("dataset.json", "manifest.jsonl"))  # never into raw data
     options = RegistrationOptions(
         edof=args.edof,
         flat_field=args.flat_field,

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from deepscope.atomic import remove_partials
 from deepscope.errors import InputError
+from deepscope.locking import locks_directory
 from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
 from model.pairs import IntensityMatch, Pair, PairSet, Transform, save_pairset
 from model.registration import align, qc
@@ -247,6 +248,7 @@ def _finish(
     return Accepted(lr_rel, hr_rel, cut.ncc, residual, to_mosaic, corners, loc.metrics, match)
 
 
+@locks_directory("out_dir")
 def register_dataset(
     dataset_dir: str | Path,
     out_dir: str | Path,

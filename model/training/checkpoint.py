@@ -81,7 +81,23 @@ class Checkpoint:
         return dict(self.header["train_config"])
 
     def restore(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
-        """Load weights, optimizer and RNG state; return the counters."""
+        """Load weights, optimizer and RNG state; return the counters.
+
+        A checkpoint that does not fit *net* (tensor shapes, optimizer groups, a damaged
+        header) is an :class:`InputError`, not a traceback.
+        """
+        try:
+            return self._restore(net, optimizer)
+        except (RuntimeError, ValueError, KeyError, AttributeError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"checkpoint does not fit this network ({first[:200]}); "
+                "pass --no-resume to start over"
+            ) from exc
+
+    def _restore(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
         net.load_state_dict(
             {k[6:]: v for k, v in self.tensors.items() if k.startswith("model.")}, strict=True
         )
@@ -115,4 +131,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
         ) from exc
     if "deepscope" not in meta:
         raise InputError(f"{path}: not a deepscope checkpoint; delete it to start over")
-    return Checkpoint(tensors, json.loads(meta["deepscope"]))
+    try:
+        header = json.loads(meta["deepscope"])
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: damaged checkpoint header; delete it to start over") from exc
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: damaged checkpoint header; delete it to start over")
+    return Checkpoint(tensors, header)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepscope.errors import InputError
+from deepscope.paths import read_user_text
 
 TRAIN_CONFIG_NAME = "train_config.json"
 
@@ -65,7 +66,11 @@ class TrainConfig(BaseModel):
     )
     checkpoint_every: int = Field(default=50, ge=1, description="steps between checkpoints")
     seed: int = Field(default=0, description="seeds init, crops and augmentation")
-    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field(
+        default="auto",
+        description="'auto', 'cpu', 'cuda' or 'cuda:N'",
+        pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+    )
     deterministic: bool | None = Field(
         default=None,
         description="deterministic kernels; None: on for the CPU, off on CUDA (cudnn.benchmark)",
@@ -79,10 +84,8 @@ class TrainConfig(BaseModel):
         """Read a JSON file written by :meth:`pydantic.BaseModel.model_dump_json`."""
         p = Path(path)
         try:
-            return cls.model_validate(json.loads(p.read_text(encoding="utf-8")))
-        except FileNotFoundError as exc:
-            raise InputError(f"training config {p} not found") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
+            return cls.model_validate(json.loads(read_user_text(p, "training config")))
+        except (json.JSONDecodeError, ValidationError) as exc:
             first = str(exc).splitlines()[0]
             raise InputError(f"{p}: not a valid training config ({first})") from exc
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from deepscope import __version__
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
+from deepscope.locking import locks_directory
 from model.config import ModelConfig, NetworkConfig
 from model.network import DeepMicroscopyNet
 from model.pairs import PairSet, load_pairset
@@ -243,6 +244,7 @@ def _check_resume_config(saved: dict[str, Any], config: TrainConfig, path: Path)
         )
 
 
+@locks_directory("out_dir", rank_zero_only=True)
 def train_model(
     pairs_dir: str | Path,
     out_dir: str | Path,
