@@ -23,6 +23,7 @@ import pytest
 import tifffile
 
 from acquire.dataset import open_dataset
+from deepscope.demo import DEMO_SPLIT
 from deepscope.errors import InputError
 from model.config import ModelConfig, NetworkConfig
 from model.network import DeepMicroscopyNet
@@ -100,8 +101,9 @@ def test_kill_during_registration_then_rerun_gives_the_same_pairs(
 ) -> None:
     out, _ = demo
     pairs = tmp_path / "pairs"
+    split = [str(f) for f in DEMO_SPLIT]  # the demo's own split, so the pairs compare
     proc = subprocess.Popen(
-        [*DEEPSCOPE, "register", str(out / "dataset"), "--out", str(pairs)],
+        [*DEEPSCOPE, "register", str(out / "dataset"), "--out", str(pairs), "--split", *split],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -113,7 +115,7 @@ def test_kill_during_registration_then_rerun_gives_the_same_pairs(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (pairs / "pairs.json").exists() or proc.returncode == 0
-    done = run_cli("register", out / "dataset", "--out", pairs)
+    done = run_cli("register", out / "dataset", "--out", pairs, "--split", *split)
     assert done.returncode == 0, done.stderr[-2000:]
     reference = json.loads((out / "pairs" / "pairs.json").read_text())
     resumed = json.loads((pairs / "pairs.json").read_text())
