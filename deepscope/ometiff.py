@@ -198,8 +198,12 @@ def write_ome_tiff(
     return final
 
 
-def _pixels_of(p: Path, xml: str) -> tuple[model.OME, model.Pixels, int]:
-    """The parsed OME, its first image's pixels and samples per pixel, checked for use."""
+def ome_pixels(p: Path, xml: str) -> tuple[model.OME, model.Pixels, int]:
+    """The parsed OME, its first image's pixels and samples per pixel, checked for use.
+
+    Raises :class:`~deepscope.errors.InputError` naming *p* when the XML cannot be parsed, has
+    no image or records no positive physical pixel size.
+    """
     try:
         ome = from_xml(xml)
     except Exception as exc:
@@ -207,8 +211,8 @@ def _pixels_of(p: Path, xml: str) -> tuple[model.OME, model.Pixels, int]:
     if not ome.images:
         raise InputError(f"{p}: OME-XML has no <Image>")
     px = ome.images[0].pixels
-    if px.physical_size_x is None:
-        raise InputError(f"{p}: OME metadata has no physical pixel size (PhysicalSizeX)")
+    if px.physical_size_x is None or px.physical_size_x <= 0:
+        raise InputError(f"{p}: no physical pixel size (OME Pixels PhysicalSizeX) is recorded")
     nc = px.channels[0].samples_per_pixel if px.channels and px.channels[0].samples_per_pixel else 1
     return ome, px, nc
 
@@ -225,7 +229,7 @@ def read_ome_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageMeta]:
             xml = tf.ome_metadata
             if not xml:
                 raise InputError(f"{p}: not an OME-TIFF (no OME-XML metadata)")
-            ome, px, nc = _pixels_of(p, xml)
+            ome, px, nc = ome_pixels(p, xml)
             series = tf.series[0]
             check_image(tuple(series.shape), np.dtype(series.dtype).itemsize, f"{p}")
             n_pixels, plane = int(np.prod(series.shape)), px.size_z * px.size_y * px.size_x

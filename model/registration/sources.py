@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from ome_types import from_xml
 
 from acquire.dataset import INFO_NAME, flat_field_ids, open_dataset
 from deepscope.errors import InputError
+from deepscope.ometiff import ome_pixels
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,7 @@ def read_entry(path: Path, field_id: str) -> FieldEntry:
         raise InputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
     if not xml:
         raise InputError(f"{path}: not an OME-TIFF (no OME-XML metadata)")
-    try:
-        ome = from_xml(xml)
-    except Exception as exc:
-        raise InputError(f"{path}: OME-XML metadata cannot be parsed ({exc})") from exc
-    if not ome.images:
-        raise InputError(f"{path}: OME-XML holds no image")
-    px = ome.images[0].pixels
-    if px.physical_size_x is None or px.physical_size_x <= 0:
-        raise InputError(f"{path}: no physical pixel size (OME Pixels PhysicalSizeX) is recorded")
+    ome, px, _ = ome_pixels(path, xml)
     xs = [p.position_x for p in px.planes if p.position_x is not None]
     ys = [p.position_y for p in px.planes if p.position_y is not None]
     if not xs or not ys or not all(map(math.isfinite, xs + ys)):
@@ -110,7 +102,7 @@ def read_entry(path: Path, field_id: str) -> FieldEntry:
         path=path,
         x_um=float(np.mean(xs)),
         y_um=float(np.mean(ys)),
-        pixel_size_um=float(px.physical_size_x),
+        pixel_size_um=float(px.physical_size_x or 0.0),  # checked > 0 by ome_pixels
         shape=(px.size_z, px.size_y, px.size_x),
         channels=int(channels),
         dtype=dtype,
