@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,17 @@ def _mean_xy(meta: ImageMeta) -> tuple[float, float]:
         float(np.mean([p.x_um for p in meta.planes])),
         float(np.mean([p.y_um for p in meta.planes])),
     )
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """A pair's 40x crop in its tile (origin pixel, shape) and the snaps of tile and target."""
+
+    i0: int
+    j0: int
+    shape: tuple[int, int]
+    tile_snap: SnapTruth
+    target_snaps: list[SnapTruth]
 
 
 class PairTruth:
@@ -109,8 +121,8 @@ class PairTruth:
         stack, meta = read_ome_tiff(self.dataset.path_of(rec))
         return stack, meta
 
-    def __call__(self, pair: Any, shape: tuple[int, int]) -> np.ndarray | None:
-        """Noise-free ``(z, rows, cols, 3)`` stack in camera counts on the pair's 100x grid."""
+    def _crop(self, pair: Any) -> _Crop | None:
+        """Where the pair's 40x crop lies in its tile, and the logged snaps of tile and target."""
         if pair.lr is None:
             return None
         lr, lr_meta = read_ome_tiff(safe_join(self.pairs_dir, pair.lr))
@@ -131,24 +143,49 @@ class PairTruth:
         nh, nw = lr.shape[1:3]
         i0 = round((x - cx) / p + (tw - 1) / 2 - (nw - 1) / 2)
         j0 = round((y - cy) / p + (th - 1) / 2 - (nh - 1) / 2)
-        s = shape[1] / nw
-        to_tile = np.array(
-            [[1 / s, 0.0, i0 - 0.5 + 0.5 / s], [0.0, 1 / s, j0 - 0.5 + 0.5 / s], [0, 0, 1]]
-        )
-        to_slide = tile_snaps[-1].affine() @ to_tile
-        name = target_snaps[0].objective
+        return _Crop(i0, j0, (nh, nw), tile_snaps[-1], target_snaps)
+
+    def _render(
+        self, name: str, to_slide: np.ndarray, shape: tuple[int, int], true_z_um: float, ms: float
+    ) -> np.ndarray:
+        """Noise-free frame of objective *name* in camera counts, without vignetting."""
         spec = self.scope.spec(name)
         parfocal = self.scope.objectives[name].parfocal_z_um
+        pitch = self.scope.nominal_pixel_size_um(name)
+        image = optical_image(self.tiles, spec, pitch, to_slide, shape, true_z_um - parfocal)
         cam = self.scope.camera
-        planes = []
-        for snap in target_snaps:
-            image = optical_image(
-                self.tiles,
-                spec,
-                self.scope.nominal_pixel_size_um(name),
-                to_slide,
-                shape,
-                snap.true_z_um - parfocal,
-            )
-            planes.append(cam.offset_counts + cam.counts_per_ms * snap.exposure_ms * image)
-        return np.stack(planes).astype(np.float32)
+        return (cam.offset_counts + cam.counts_per_ms * ms * image).astype(np.float32)
+
+    def __call__(self, pair: Any, shape: tuple[int, int]) -> np.ndarray | None:
+        """Noise-free ``(z, rows, cols, 3)`` stack in camera counts on the pair's 100x grid."""
+        crop = self._crop(pair)
+        if crop is None:
+            return None
+        s = shape[1] / crop.shape[1]
+        to_tile = np.array(
+            [
+                [1 / s, 0.0, crop.i0 - 0.5 + 0.5 / s],
+                [0.0, 1 / s, crop.j0 - 0.5 + 0.5 / s],
+                [0, 0, 1],
+            ]
+        )
+        to_slide = crop.tile_snap.affine() @ to_tile
+        planes = [
+            self._render(snap.objective, to_slide, shape, snap.true_z_um, snap.exposure_ms)
+            for snap in crop.target_snaps
+        ]
+        return np.stack(planes)
+
+    def input_truth(self, pair: Any) -> np.ndarray | None:
+        """Noise-free ``(rows, cols, 3)`` 40x crop of *pair* in camera counts (its tile's focus).
+
+        What the 40x input would be without camera noise (and without vignetting): the input
+        a method would start from if the 40x image were noise-free.
+        """
+        crop = self._crop(pair)
+        if crop is None:
+            return None
+        to_tile = np.array([[1.0, 0.0, crop.i0], [0.0, 1.0, crop.j0], [0, 0, 1]])
+        snap = crop.tile_snap
+        to_slide = snap.affine() @ to_tile
+        return self._render(snap.objective, to_slide, crop.shape, snap.true_z_um, snap.exposure_ms)
