@@ -23,12 +23,14 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -36,10 +38,12 @@ from PySide6.QtWidgets import (
 from deepscope.errors import DeepscopeError
 from gui.display import auto_levels, downsample, to_gray
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
+from gui.record_panel import RecordBox
 from model.inference.view import ViewRequest, ViewWindow, display_window
 
 if TYPE_CHECKING:
     from acquire.live.frames import LiveFrame, LiveStats
+    from gui.recording import RecordStatus
 
 log = logging.getLogger("deepscope.gui")
 
@@ -231,11 +235,21 @@ class LivePanel(QWidget):
         layout = QHBoxLayout(self)
         layout.addWidget(self.graphics, stretch=1)
         side_widget = QWidget()
-        side_widget.setFixedWidth(380)  # read-outs that change length do not resize the views
         side = QVBoxLayout(side_widget)
         side.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(side_widget)
+        # the controls scroll on a short screen; a fixed width keeps read-outs that change
+        # length from resizing the views
+        side_scroll = QScrollArea()
+        side_scroll.setWidget(side_widget)
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_scroll.setFixedWidth(396)
+        side_widget.setFixedWidth(380)
+        layout.addWidget(side_scroll)
         side.addWidget(self._live_box())
+        self.record_box = RecordBox(controller)
+        side.addWidget(self.record_box)
         side.addWidget(self._model_box())
         side.addWidget(self._camera_box())
         side.addWidget(self._stage_box())
@@ -255,6 +269,7 @@ class LivePanel(QWidget):
         controller.running_changed.connect(self._on_running)
         controller.model_changed.connect(self._on_model)
         controller.failed.connect(self._warn)
+        controller.record_status.connect(self._on_record_status)
         self._on_model(controller.model_dir)
         self.show_stage(controller.read_stage())
 
@@ -501,9 +516,20 @@ class LivePanel(QWidget):
         else:
             self.model_label.setText(f"{model_dir} (scale {self.controller.scale})")
 
+    def _on_record_status(self, status: RecordStatus) -> None:
+        # a snap, another exposure or objective would end the recording: not while it runs
+        for w in (self.snap_button, self.camera_box):
+            w.setEnabled(status.done)
+
     def set_camera_available(self, available: bool) -> None:
-        """Enable or disable live and snap (the camera is busy with an acquisition)."""
-        for w in (self.live_button, self.snap_button, self.camera_box, self.stage_box):
+        """Enable or disable live, snap and record (the camera is busy with an acquisition)."""
+        for w in (
+            self.live_button,
+            self.snap_button,
+            self.record_box,
+            self.camera_box,
+            self.stage_box,
+        ):
             w.setEnabled(available)
         self.status.setText("" if available else "camera busy: acquisition running")
 

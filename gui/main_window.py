@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.acquisition_panel, "Acquisition")
         self.tabs.addTab(self.training_panel, "Training")
         self.setCentralWidget(self.tabs)
+        self.live_panel.record_box.message.connect(self.statusBar().showMessage)
         self.resize(1400, 820)
 
     def shutdown(self) -> None:
