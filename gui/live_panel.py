@@ -8,15 +8,15 @@ with its own frame rate and age. Both share one geometry (raw pixels) and zoom t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut, QTransform
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -36,10 +36,11 @@ from PySide6.QtWidgets import (
 )
 
 from deepscope.errors import DeepscopeError
-from gui.display import auto_levels, downsample, to_gray
+from gui.image_pane import ImagePane
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
+from gui.measure import slide_um
 from gui.record_panel import RecordBox
-from model.inference.view import ViewRequest, ViewWindow, display_window
+from model.inference.view import ViewRequest
 
 if TYPE_CHECKING:
     from acquire.live.frames import LiveFrame, LiveStats
@@ -56,6 +57,11 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _pixel_size(frame: LiveFrame) -> float:
+    """The raw frame's pixel size in um (NaN when the core reported none)."""
+    return float(frame.meta.get("pixel_size_um") or math.nan)
+
+
 def rate(times: deque[float], window_s: float) -> float | None:
     """Events per second over the last *window_s* of *times* (``time.perf_counter`` values)."""
     if not times:
@@ -66,120 +72,6 @@ def rate(times: deque[float], window_s: float) -> float | None:
     if len(times) < 2:
         return None
     return (len(times) - 1) / max(now - times[0], 1e-6)
-
-
-class ImagePane:
-    """One image in a view box with a title, histogram/LUT and a status line, at screen resolution.
-
-    The status line (frame rate, age, why enhancement is paused) is drawn over the view's
-    corner, so its changing text never changes the layout (two linked aspect-locked views
-    whose sizes differ by a pixel would keep widening each other's range).
-
-    Only the part of the frame inside the view is drawn, reduced to about one frame pixel per
-    screen pixel: a zoomed-out view of a large frame costs little, a zoomed-in view shows every
-    pixel. The reduction happens here for host images (:meth:`show`) or on the device before the
-    image reaches the host (:meth:`show_reduced`).
-    """
-
-    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str) -> None:
-        self.view = pg.ViewBox(lockAspect=True, invertY=True, name=title)
-        self.title = layout.addLabel(title, row=row, col=col, colspan=2)
-        self.info = pg.TextItem(anchor=(0, 0), color="#e0e0e0", fill=(0, 0, 0, 160))
-        self.info.setParentItem(self.view)  # view (not data) coordinates: a fixed corner
-        self.info.setPos(4, 4)
-        layout.addItem(self.view, row=row + 1, col=col)
-        self.item = pg.ImageItem(axisOrder="row-major")
-        self.view.addItem(self.item)
-        self.hist = pg.HistogramLUTItem(image=self.item, levelMode="mono")
-        # the histogram follows the image on a timer (refresh_histogram), not on every frame
-        self.item.sigImageChanged.disconnect(self.hist.imageChanged)
-        self._histogram_stale = False
-        layout.addItem(self.hist, row=row + 1, col=col + 1)
-        self.shape: tuple[int, ...] | None = None
-        self.factor = 1
-        self.draws: deque[float] = deque(maxlen=1024)
-
-    def screen_px(self, max_px: int) -> int:
-        """Longer side of the view on screen, at most *max_px* (before layout: *max_px*)."""
-        view_px = int(max(self.view.width(), self.view.height()))
-        return min(max_px, view_px) if view_px >= 16 else max_px
-
-    def show(
-        self,
-        image: np.ndarray,
-        *,
-        pixel_scale: float,
-        max_px: int,
-        gray: bool,
-        auto: bool,
-    ) -> None:
-        """Display *image*; one image pixel covers *pixel_scale* view units (raw pixels)."""
-        h, w = image.shape[:2]
-        first = self.shape is None or self.shape[:2] != (h, w)
-        visible = None
-        if not first:
-            r = self.view.viewRect()
-            visible = (
-                r.x() / pixel_scale,
-                r.y() / pixel_scale,
-                r.width() / pixel_scale,
-                r.height() / pixel_scale,
-            )
-        win = display_window(h, w, visible, self.screen_px(max_px))
-        shown = downsample(image[win.y0 : win.y1, win.x0 : win.x1], win.factor)
-        self._draw(shown, win, image.shape, pixel_scale=pixel_scale, gray=gray, auto=auto)
-
-    def show_reduced(
-        self,
-        shown: np.ndarray,
-        window: ViewWindow,
-        full_shape: tuple[int, ...],
-        *,
-        pixel_scale: float,
-        gray: bool,
-        auto: bool,
-    ) -> None:
-        """Display *shown*, the *window* of an image of *full_shape* already reduced."""
-        self._draw(shown, window, full_shape, pixel_scale=pixel_scale, gray=gray, auto=auto)
-
-    def _draw(
-        self,
-        shown: np.ndarray,
-        win: ViewWindow,
-        full_shape: tuple[int, ...],
-        *,
-        pixel_scale: float,
-        gray: bool,
-        auto: bool,
-    ) -> None:
-        h, w = full_shape[:2]
-        first = self.shape is None or self.shape[:2] != (h, w)
-        shown = to_gray(shown) if gray else (shown[..., 0] if shown.shape[-1] == 1 else shown)
-        levels = auto_levels(shown) if auto else self.item.getLevels()
-        if levels is None:
-            levels = auto_levels(shown)
-        self.item.setImage(shown, autoLevels=False, levels=levels)
-        step = win.factor * pixel_scale
-        transform = QTransform()
-        transform.translate(win.x0 * pixel_scale, win.y0 * pixel_scale)
-        transform.scale(step, step)
-        self.item.setTransform(transform)
-        self.shape, self.factor = tuple(full_shape), win.factor
-        self._histogram_stale = True
-        self.draws.append(time.perf_counter())
-        if first:
-            self.view.setRange(QRectF(0, 0, w * pixel_scale, h * pixel_scale), padding=0.0)
-
-    def refresh_histogram(self) -> None:
-        """Recompute the histogram when the image changed since the last call."""
-        if self._histogram_stale:
-            self._histogram_stale = False
-            self.hist.imageChanged()
-
-    def clear(self) -> None:
-        """Remove the image (e.g. when the model is unloaded or enhancement is paused)."""
-        self.item.clear()
-        self.shape = None
 
 
 class LivePanel(QWidget):
@@ -227,6 +119,7 @@ class LivePanel(QWidget):
         self._redraw_timer.timeout.connect(self._redraw)
         self.raw_pane.view.sigRangeChanged.connect(self._on_range_changed)
         self.enhanced_pane.view.sigResized.connect(self._send_view)
+        self.graphics.scene().sigMouseMoved.connect(self.show_cursor)
         self._histogram_timer = QTimer(self)
         self._histogram_timer.setInterval(HISTOGRAM_INTERVAL_MS)
         self._histogram_timer.timeout.connect(self._refresh_histograms)
@@ -382,6 +275,8 @@ class LivePanel(QWidget):
             "objective",
             "stage x/y/z",
             "pixel size",
+            "cursor slide x/y",
+            "cursor value",
         )
         self.readouts: dict[str, QLabel] = {}
         for name in names:
@@ -413,7 +308,13 @@ class LivePanel(QWidget):
 
     def show_raw(self, frame: LiveFrame) -> None:
         """Draw the newest camera frame in the raw view."""
-        self.raw_pane.show(frame.raw, pixel_scale=1.0, max_px=self.max_display_px, **self._look())
+        self.raw_pane.show(
+            frame.raw,
+            pixel_scale=1.0,
+            pixel_size_um=_pixel_size(frame),
+            max_px=self.max_display_px,
+            **self._look(),
+        )
         self.frames_shown += 1
 
     def show_enhanced(self, frame: LiveFrame) -> None:
@@ -423,15 +324,25 @@ class LivePanel(QWidget):
             self.enhanced_pane.clear()
             return
         scale = enhancer.scale
+        px = _pixel_size(frame) / scale
         look = self._look()
         if frame.view is not None and frame.window is not None:
             full_shape = enhancer.output_shape(*frame.raw.shape[:2])
             self.enhanced_pane.show_reduced(
-                frame.view, frame.window, full_shape, pixel_scale=1.0 / scale, **look
+                frame.view,
+                frame.window,
+                full_shape,
+                pixel_scale=1.0 / scale,
+                pixel_size_um=px,
+                **look,
             )
         elif frame.enhanced is not None:
             self.enhanced_pane.show(
-                frame.enhanced, pixel_scale=1.0 / scale, max_px=self.max_display_px, **look
+                frame.enhanced,
+                pixel_scale=1.0 / scale,
+                pixel_size_um=px,
+                max_px=self.max_display_px,
+                **look,
             )
         self.enhanced_shown += 1
 
@@ -448,6 +359,27 @@ class LivePanel(QWidget):
     def _refresh_histograms(self) -> None:
         self.raw_pane.refresh_histogram()
         self.enhanced_pane.refresh_histogram()
+
+    def show_cursor(self, scene_pos: QPointF) -> None:
+        """Show the slide position and the pixel value under *scene_pos* (a mouse move)."""
+        panes = (
+            ("raw", self.raw_pane, self.controller.current),
+            ("enhanced", self.enhanced_pane, self.controller.enhanced),
+        )
+        hit = [
+            (name, pane, frame)
+            for name, pane, frame in panes
+            if frame is not None and pane.view.sceneBoundingRect().contains(scene_pos)
+        ]
+        if not hit:
+            return
+        name, pane, frame = hit[0]
+        p = pane.view.mapSceneToView(scene_pos)
+        slide = slide_um(p.x(), p.y(), frame.raw.shape, frame.meta)
+        value = pane.value_at(p.x(), p.y())
+        where = "-" if slide is None else f"{slide[0]:.2f} / {slide[1]:.2f} um"
+        self.readouts["cursor slide x/y"].setText(where)
+        self.readouts["cursor value"].setText("-" if value is None else f"{name}: {value.text()}")
 
     def _look(self) -> dict[str, bool]:
         return {
