@@ -40,6 +40,7 @@ from gui.image_pane import ImagePane
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
 from gui.measure import slide_um
 from gui.record_panel import RecordBox
+from gui.settings import MODEL_DIR, read_path
 from model.inference.view import ViewRequest
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class LivePanel(QWidget):
         row = QHBoxLayout(box)
         self.live_button = QPushButton("Start live")
         self.live_button.setCheckable(True)
-        self.live_button.clicked.connect(self._toggle_live)
+        self.live_button.clicked.connect(self.toggle_live)
         self.snap_button = QPushButton("Snap")
         self.snap_button.clicked.connect(self.controller.snap)
         self.save_button = QPushButton("Save pair")
@@ -469,7 +470,10 @@ class LivePanel(QWidget):
         QMessageBox.warning(self, "deepscope", message)
 
     # -- user actions ------------------------------------------------------------------------
-    def _toggle_live(self) -> None:
+    def toggle_live(self) -> None:
+        """Start live mode when stopped, stop it when running (a failure shows a message)."""
+        if not self.live_button.isEnabled():
+            return  # the camera is busy with an acquisition
         try:
             self.controller.toggle()
         except DeepscopeError as exc:
@@ -478,7 +482,8 @@ class LivePanel(QWidget):
 
     def choose_model(self) -> None:
         """Ask for a model directory and load it; an invalid one shows a message."""
-        path = QFileDialog.getExistingDirectory(self, "Choose a model directory")
+        start = str(read_path(MODEL_DIR) or "")
+        path = QFileDialog.getExistingDirectory(self, "Choose a model directory", start)
         if path:
             self.load_model(Path(path))
 

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QWidg
 from deepscope.errors import DeepscopeError
 from gui.live_controller import LiveController
 from gui.recording import RecordStatus, default_recordings_dir
+from gui.settings import RECORD_DIR, read_path, write_path
 from gui.training_panel import PathField
 
 
@@ -34,7 +35,7 @@ class RecordBox(QGroupBox):
         super().__init__("Record raw frames (OME-TIFF)", parent)
         self.controller = controller
         self.folder_field = PathField("Record into folder")
-        self.folder_field.edit.setText(str(default_recordings_dir()))
+        self.folder_field.edit.setText(str(read_path(RECORD_DIR) or default_recordings_dir()))
         self.record_button = QPushButton("Record")
         self.record_button.setCheckable(True)
         self.record_button.clicked.connect(self.toggle)
@@ -66,6 +67,7 @@ class RecordBox(QGroupBox):
         except (DeepscopeError, OSError) as exc:
             self._refused(str(exc))
             return
+        write_path(RECORD_DIR, folder)
         self.message.emit(f"recording into {directory}")
 
     def _refused(self, reason: str) -> None:
