@@ -147,12 +147,14 @@ class LivePanel(QWidget):
         side.addWidget(self._model_box())
         side.addWidget(self._camera_box())
         side.addWidget(self._stage_box())
-        side.addWidget(self._display_box())
         side.addWidget(self._readout_box())
         side.addStretch(1)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         side.addWidget(self.status)
+        # what lies under the cursor; the window shows it in its status bar, as image viewers do
+        self.cursor_label = QLabel("")
+        self.cursor_label.setMinimumWidth(480)  # a long status message gives way, not this
         self._shortcuts()
 
         controller.raw_ready.connect(self.show_raw)
@@ -169,8 +171,10 @@ class LivePanel(QWidget):
 
     # -- building ----------------------------------------------------------------------------
     def _live_box(self) -> QGroupBox:
-        box = QGroupBox("Live")
-        row = QHBoxLayout(box)
+        box = QGroupBox("Live and display")
+        rows = QVBoxLayout(box)
+        row = QHBoxLayout()
+        rows.addLayout(row)
         self.live_button = QPushButton("Start live")
         self.live_button.setCheckable(True)
         self.live_button.clicked.connect(self.toggle_live)
@@ -180,6 +184,7 @@ class LivePanel(QWidget):
         self.save_button.clicked.connect(self.save_pair)
         for b in (self.live_button, self.snap_button, self.save_button):
             row.addWidget(b)
+        rows.addLayout(self._display_row())
         return box
 
     def _model_box(self) -> QGroupBox:
@@ -230,14 +235,14 @@ class LivePanel(QWidget):
         self.focus_spin.setSuffix(" um")
         self.focus_spin.setValue(0.5)
         grid.addWidget(QLabel("xy step"), 0, 0)
-        grid.addWidget(self.step_spin, 0, 1, 1, 2)
-        grid.addWidget(QLabel("focus step"), 1, 0)
-        grid.addWidget(self.focus_spin, 1, 1, 1, 2)
-        moves = {
-            "up": (2, 1, 0, -1),
-            "left": (3, 0, -1, 0),
-            "right": (3, 2, 1, 0),
-            "down": (4, 1, 0, 1),
+        grid.addWidget(self.step_spin, 0, 1)
+        grid.addWidget(QLabel("focus step"), 0, 2)
+        grid.addWidget(self.focus_spin, 0, 3)
+        moves = {  # the arrow keys' inverted T
+            "up": (1, 1, 0, -1),
+            "left": (2, 0, -1, 0),
+            "down": (2, 1, 0, 1),
+            "right": (2, 2, 1, 0),
         }
         self.move_buttons: dict[str, QPushButton] = {}
         for name, (r, c, sx, sy) in moves.items():
@@ -245,16 +250,15 @@ class LivePanel(QWidget):
             b.clicked.connect(lambda _=False, sx=sx, sy=sy: self.step_xy(sx, sy))
             grid.addWidget(b, r, c)
             self.move_buttons[name] = b
-        for r, (name, sign) in enumerate((("focus +", 1), ("focus -", -1)), start=2):
+        for r, (name, sign) in enumerate((("focus +", 1), ("focus -", -1)), start=1):
             b = QPushButton(name)
             b.clicked.connect(lambda _=False, sign=sign: self.step_z(sign))
-            grid.addWidget(b, r + 1, 3)
+            grid.addWidget(b, r, 3)
             self.move_buttons[name] = b
         return box
 
-    def _display_box(self) -> QGroupBox:
-        box = QGroupBox("Display")
-        row = QHBoxLayout(box)
+    def _display_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
         self.auto_levels_box = QCheckBox("auto levels")
         self.auto_levels_box.setChecked(True)
         self.colour_combo = QComboBox()
@@ -262,7 +266,7 @@ class LivePanel(QWidget):
         self.colour_combo.currentTextChanged.connect(lambda _: self._redraw())
         row.addWidget(self.auto_levels_box)
         row.addWidget(self.colour_combo)
-        return box
+        return row
 
     def _readout_box(self) -> QGroupBox:
         box = QGroupBox("Read-outs")
@@ -276,8 +280,6 @@ class LivePanel(QWidget):
             "objective",
             "stage x/y/z",
             "pixel size",
-            "cursor slide x/y",
-            "cursor value",
         )
         self.readouts: dict[str, QLabel] = {}
         for name in names:
@@ -378,9 +380,8 @@ class LivePanel(QWidget):
         p = pane.view.mapSceneToView(scene_pos)
         slide = slide_um(p.x(), p.y(), frame.raw.shape, frame.meta)
         value = pane.value_at(p.x(), p.y())
-        where = "-" if slide is None else f"{slide[0]:.2f} / {slide[1]:.2f} um"
-        self.readouts["cursor slide x/y"].setText(where)
-        self.readouts["cursor value"].setText("-" if value is None else f"{name}: {value.text()}")
+        where = "" if slide is None else f"x {slide[0]:.2f}  y {slide[1]:.2f} um"
+        self.cursor_label.setText(f"{name}  {where}  {'' if value is None else value.text()}")
 
     def _look(self) -> dict[str, bool]:
         return {

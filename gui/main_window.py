@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.training_panel, "Training")
         self.setCentralWidget(self.tabs)
         self.live_panel.record_box.message.connect(self.statusBar().showMessage)
+        self.statusBar().addPermanentWidget(self.live_panel.cursor_label)
         self.live.model_changed.connect(self._remember_model)
         self.menu_actions = install_menus(self)
         geometry = read_geometry()

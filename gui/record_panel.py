@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QWidget
 
 from deepscope.errors import DeepscopeError
@@ -24,7 +24,7 @@ def format_bytes(n: int | None) -> str:
 class RecordBox(QGroupBox):
     """Record every raw frame of live mode into a new OME-TIFF dataset under a chosen folder.
 
-    Shows frames recorded (and waiting for the disk), frames lost (0 unless the disk filled up
+    Shows frames recorded, queued for the disk, lost (0 unless the disk filled up
     or failed) and the free space where the frames go. What ends a recording (the user, a full
     disk) is sent as :attr:`message`, for the window's status bar.
     """
@@ -40,17 +40,16 @@ class RecordBox(QGroupBox):
         self.record_button.setCheckable(True)
         self.record_button.clicked.connect(self.toggle)
         self.recorded_label = QLabel("recorded 0")
+        self.queued_label = QLabel("queued 0")
         self.lost_label = QLabel("lost 0")
         self.free_label = QLabel("free -")
-        self.dir_label = QLabel("not recording")
-        self.dir_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         grid = QGridLayout(self)
-        grid.addWidget(self.folder_field, 0, 0, 1, 4)
+        grid.addWidget(self.folder_field, 0, 0, 1, 3)
         grid.addWidget(self.record_button, 1, 0)
         grid.addWidget(self.recorded_label, 1, 1)
         grid.addWidget(self.lost_label, 1, 2)
-        grid.addWidget(self.free_label, 1, 3)
-        grid.addWidget(self.dir_label, 2, 0, 1, 4)
+        grid.addWidget(self.queued_label, 2, 1)
+        grid.addWidget(self.free_label, 2, 2)
         controller.record_status.connect(self.show_status)
 
     def toggle(self) -> None:
@@ -76,16 +75,15 @@ class RecordBox(QGroupBox):
 
     def show_status(self, status: RecordStatus) -> None:
         """Update the counts; at the end of a recording say how it ended."""
-        waiting = f" (+{status.waiting} queued)" if status.waiting else ""
-        self.recorded_label.setText(f"recorded {status.recorded}{waiting}")
+        self.recorded_label.setText(f"recorded {status.recorded}")
+        self.queued_label.setText(f"queued {status.waiting}")
         self.lost_label.setText(f"lost {status.lost}")
         self.lost_label.setStyleSheet("color: #d02020; font-weight: bold" if status.lost else "")
         self.free_label.setText(f"free {format_bytes(status.free_bytes)}")
         self.record_button.setChecked(not status.done)
         self.record_button.setText("Stop recording" if not status.done else "Record")
         self.folder_field.setEnabled(status.done)
-        self.dir_label.setText(status.directory.name if not status.done else "not recording")
-        self.dir_label.setToolTip(str(status.directory))
+        self.recorded_label.setToolTip(str(status.directory))
         if not status.done:
             return
         if status.error is not None:

@@ -102,14 +102,13 @@ def test_cursor_shows_pixel_values_per_channel_and_slide_position(qtbot, make_wi
 
     scene.sigMouseMoved.emit(panel.raw_pane.view.mapViewToScene(QPointF(10.5, 20.5)))
     r, g, b = frame.raw[20, 10]
-    assert panel.readouts["cursor value"].text() == f"raw: R {r}  G {g}  B {b}"
     sx, sy = x_um + (10 - 63.5) * px, y_um + (20 - 47.5) * px
-    assert panel.readouts["cursor slide x/y"].text() == f"{sx:.2f} / {sy:.2f} um"
+    where = f"x {sx:.2f}  y {sy:.2f} um"
+    assert panel.cursor_label.text() == f"raw  {where}  R {r}  G {g}  B {b}"
+    assert window.statusBar().isAncestorOf(panel.cursor_label)
 
     # the same slide point on the enhanced pane: enhanced pixel (26, 51) of the 2.5x frame
     scene.sigMouseMoved.emit(panel.enhanced_pane.view.mapViewToScene(QPointF(10.5, 20.5)))
-    values = ", ".join(f"{v:.1f}" for v in frame.enhanced[51, 26])
-    shown = panel.readouts["cursor value"].text()
-    assert shown.startswith("enhanced: R ")
-    assert ", ".join(part.split()[1] for part in shown.split(": ")[1].split("  ")) == values
-    assert panel.readouts["cursor slide x/y"].text() == f"{sx:.2f} / {sy:.2f} um"
+    values = [f"{v:.1f}" for v in frame.enhanced[51, 26]]
+    expected = "  ".join(f"{c} {v}" for c, v in zip("RGB", values, strict=True))
+    assert panel.cursor_label.text() == f"enhanced  {where}  {expected}"
