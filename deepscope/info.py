@@ -54,21 +54,25 @@ def collect() -> dict[str, Any]:
     }
 
 
+def text_lines(info: dict[str, Any]) -> list[str]:
+    """*info* (from :func:`collect`) as the lines ``deepscope info`` prints."""
+    lines = [f"{name:<14} {version}" for name, version in info["versions"].items()]
+    lines.append(f"{'python':<14} {info['python']} ({info['platform']})")
+    devices = info["cuda_devices"]
+    lines.append(f"{'cuda':<14} {info['torch_cuda'] or 'torch built without CUDA'}")
+    lines += [f"  cuda:{d['index']}  {d['name']} ({d['memory_gib']} GiB)" for d in devices]
+    if not devices:
+        lines.append("  no CUDA device: inference and training run on the CPU")
+    lines.append(f"{'mm adapters':<14} {info['micromanager_adapters']}")
+    return lines
+
+
 def _run(args: argparse.Namespace) -> int:
     info = collect()
     if args.json:
         emit_json(info)
         return 0
-    for name, version in info["versions"].items():
-        print(f"{name:<14} {version}")
-    print(f"{'python':<14} {info['python']} ({info['platform']})")
-    devices = info["cuda_devices"]
-    print(f"{'cuda':<14} {info['torch_cuda'] or 'torch built without CUDA'}")
-    for d in devices:
-        print(f"  cuda:{d['index']}  {d['name']} ({d['memory_gib']} GiB)")
-    if not devices:
-        print("  no CUDA device: inference and training run on the CPU")
-    print(f"{'mm adapters':<14} {info['micromanager_adapters']}")
+    print("\n".join(text_lines(info)))
     return 0
 
 

@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from acquire.live.sources import FrameMetaReader
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+from gui.recording import Recording
 from gui.worker import BackgroundTask
 from model.inference.view import ViewRequest
 
@@ -88,6 +89,7 @@ class LiveController(QObject):
     stage_changed = Signal(object)  # StageState
     running_changed = Signal(bool)
     model_changed = Signal(object)  # Path | None
+    record_status = Signal(object)  # RecordStatus: while recording, and once when it ends
     failed = Signal(str)  # a message for the user
 
     def __init__(
@@ -109,6 +111,7 @@ class LiveController(QObject):
         self.paused: str | None = None
         self.view: ViewRequest = WHOLE_FRAME
         self._pipeline: LivePipeline | None = None
+        self._recording: Recording | None = None
         self._last_raw = -1
         self._last_enhanced = -1
         self._last_stage: StageState | None = None
@@ -127,6 +130,11 @@ class LiveController(QObject):
         return self._pipeline is not None
 
     @property
+    def recording(self) -> Path | None:
+        """The directory being recorded into, or None when not recording."""
+        return None if self._recording is None else self._recording.directory
+
+    @property
     def scale(self) -> float | None:
         """Pixel-density ratio of the loaded model (enhanced/raw), or None without a model."""
         return None if self.enhancer is None else float(self.enhancer.scale)
@@ -138,27 +146,41 @@ class LiveController(QObject):
     # -- live --------------------------------------------------------------------------------
     def start(self) -> None:
         """Start live mode (no-op when running)."""
-        if self.running:
-            return
+        if not self.running:
+            self._start_pipeline(None)
+
+    def _start_pipeline(self, recording: Recording | None) -> LivePipeline:
         from acquire.live.pipeline import LivePipeline
 
         pipeline = LivePipeline(
-            self.core, self.enhancer, self_feed=self.self_feed, full_output=False
+            self.core,
+            self.enhancer,
+            record_dir=None if recording is None else recording.directory,
+            self_feed=self.self_feed,
+            full_output=False,
         )
         pipeline.set_view(self.view)
         pipeline.start()
         self._pipeline = pipeline
+        self._recording = recording
         self._last_raw = self._last_enhanced = -1
         self._last_stage = None
         self._timer.start()
         self.running_changed.emit(True)
+        return pipeline
 
     def stop(self) -> None:
-        """Stop live mode and join the pipeline's threads (no-op when stopped)."""
+        """Stop live mode (and a recording) and join the pipeline's threads (no-op when stopped).
+
+        A recording's writer saves every queued frame before this returns; what ended a
+        recording early goes to :attr:`record_status`, not to :attr:`failed`.
+        """
         pipeline, self._pipeline = self._pipeline, None
+        recording, self._recording = self._recording, None
         self._timer.stop()
         if pipeline is None:
             return
+        error = None
         try:
             # wait for a frame already in the network (a 2048x2048 frame takes tens of seconds
             # on a CPU): a thread abandoned inside torch aborts the process at exit
@@ -166,10 +188,45 @@ class LiveController(QObject):
         except Exception as exc:  # what stopped the run (camera, model, disk): tell the user
             # the pipeline keeps this error; drop the traceback that now reaches into GUI frames
             exc.__traceback__ = None
-            self.failed.emit(f"live mode stopped: {exc}")
-        else:
-            self.stats_changed.emit(stats)
+            error = str(exc)
+            stats = pipeline.stats()
+            if recording is None:
+                self.failed.emit(f"live mode stopped: {exc}")
+        self.stats_changed.emit(stats)
+        if recording is not None:
+            recording.close()
+            self.record_status.emit(recording.status(stats, done=True, error=error))
         self.running_changed.emit(False)
+
+    def start_recording(self, parent: str | Path) -> Path:
+        """Record every raw frame into a new directory under *parent* (live mode restarts).
+
+        Returns the new directory. Raises :class:`~deepscope.errors.InputError` when no
+        directory can be made there (live mode is then untouched) or when the camera cannot
+        record (e.g. no pixel size; live mode is then stopped).
+        """
+        if self._recording is not None:
+            return self._recording.directory
+        recording = Recording(Path(parent))
+        self.stop()
+        try:
+            pipeline = self._start_pipeline(recording)
+        except BaseException:
+            recording.close()
+            raise
+        self.record_status.emit(recording.status(pipeline.stats(), done=False))
+        return recording.directory
+
+    def stop_recording(self) -> None:
+        """End the recording (every queued frame is written) and go on in live mode."""
+        if self._recording is None:
+            return
+        self.stop()
+        self.start()
+
+    def _refuse_while_recording(self, what: str) -> None:
+        if self._recording is not None:
+            raise InputError(f"stop recording before {what}")
 
     def toggle(self) -> None:
         """Start when stopped, stop when running."""
@@ -206,6 +263,8 @@ class LiveController(QObject):
         if now - self._last_stats_s >= STATS_INTERVAL_S:  # read-outs need not follow each frame
             self._last_stats_s = now
             self.stats_changed.emit(stats)
+            if self._recording is not None:
+                self.record_status.emit(self._recording.status(stats, done=False))
 
     def _set_paused(self, reason: str | None) -> None:
         if reason != self.paused:
@@ -353,6 +412,7 @@ class LiveController(QObject):
         """Set the camera exposure; live mode restarts to apply it."""
         if not exposure_ms > 0:
             raise InputError(f"exposure {exposure_ms} ms must be positive")
+        self._refuse_while_recording("changing the exposure")
         was_running = self.running
         self.stop()
         self.core.setExposure(float(exposure_ms))
@@ -363,6 +423,7 @@ class LiveController(QObject):
 
     def set_objective(self, name: str) -> None:
         """Switch the objective turret to preset *name*; live mode restarts around the move."""
+        self._refuse_while_recording("switching the objective")
         was_running = self.running
         self.stop()
         self.core.setConfig(OBJECTIVE_GROUP, name)

@@ -8,38 +8,44 @@ with its own frame rate and age. Both share one geometry (raw pixels) and zoom t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut, QTransform
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from deepscope.errors import DeepscopeError
-from gui.display import auto_levels, downsample, to_gray
+from gui.image_pane import ImagePane
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
-from model.inference.view import ViewRequest, ViewWindow, display_window
+from gui.measure import slide_um
+from gui.record_panel import RecordBox
+from gui.settings import MODEL_DIR, read_path
+from model.inference.view import ViewRequest
 
 if TYPE_CHECKING:
     from acquire.live.frames import LiveFrame, LiveStats
+    from gui.recording import RecordStatus
 
 log = logging.getLogger("deepscope.gui")
 
@@ -52,6 +58,11 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _pixel_size(frame: LiveFrame) -> float:
+    """The raw frame's pixel size in um (NaN when the core reported none)."""
+    return float(frame.meta.get("pixel_size_um") or math.nan)
+
+
 def rate(times: deque[float], window_s: float) -> float | None:
     """Events per second over the last *window_s* of *times* (``time.perf_counter`` values)."""
     if not times:
@@ -62,120 +73,6 @@ def rate(times: deque[float], window_s: float) -> float | None:
     if len(times) < 2:
         return None
     return (len(times) - 1) / max(now - times[0], 1e-6)
-
-
-class ImagePane:
-    """One image in a view box with a title, histogram/LUT and a status line, at screen resolution.
-
-    The status line (frame rate, age, why enhancement is paused) is drawn over the view's
-    corner, so its changing text never changes the layout (two linked aspect-locked views
-    whose sizes differ by a pixel would keep widening each other's range).
-
-    Only the part of the frame inside the view is drawn, reduced to about one frame pixel per
-    screen pixel: a zoomed-out view of a large frame costs little, a zoomed-in view shows every
-    pixel. The reduction happens here for host images (:meth:`show`) or on the device before the
-    image reaches the host (:meth:`show_reduced`).
-    """
-
-    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str) -> None:
-        self.view = pg.ViewBox(lockAspect=True, invertY=True, name=title)
-        self.title = layout.addLabel(title, row=row, col=col, colspan=2)
-        self.info = pg.TextItem(anchor=(0, 0), color="#e0e0e0", fill=(0, 0, 0, 160))
-        self.info.setParentItem(self.view)  # view (not data) coordinates: a fixed corner
-        self.info.setPos(4, 4)
-        layout.addItem(self.view, row=row + 1, col=col)
-        self.item = pg.ImageItem(axisOrder="row-major")
-        self.view.addItem(self.item)
-        self.hist = pg.HistogramLUTItem(image=self.item, levelMode="mono")
-        # the histogram follows the image on a timer (refresh_histogram), not on every frame
-        self.item.sigImageChanged.disconnect(self.hist.imageChanged)
-        self._histogram_stale = False
-        layout.addItem(self.hist, row=row + 1, col=col + 1)
-        self.shape: tuple[int, ...] | None = None
-        self.factor = 1
-        self.draws: deque[float] = deque(maxlen=1024)
-
-    def screen_px(self, max_px: int) -> int:
-        """Longer side of the view on screen, at most *max_px* (before layout: *max_px*)."""
-        view_px = int(max(self.view.width(), self.view.height()))
-        return min(max_px, view_px) if view_px >= 16 else max_px
-
-    def show(
-        self,
-        image: np.ndarray,
-        *,
-        pixel_scale: float,
-        max_px: int,
-        gray: bool,
-        auto: bool,
-    ) -> None:
-        """Display *image*; one image pixel covers *pixel_scale* view units (raw pixels)."""
-        h, w = image.shape[:2]
-        first = self.shape is None or self.shape[:2] != (h, w)
-        visible = None
-        if not first:
-            r = self.view.viewRect()
-            visible = (
-                r.x() / pixel_scale,
-                r.y() / pixel_scale,
-                r.width() / pixel_scale,
-                r.height() / pixel_scale,
-            )
-        win = display_window(h, w, visible, self.screen_px(max_px))
-        shown = downsample(image[win.y0 : win.y1, win.x0 : win.x1], win.factor)
-        self._draw(shown, win, image.shape, pixel_scale=pixel_scale, gray=gray, auto=auto)
-
-    def show_reduced(
-        self,
-        shown: np.ndarray,
-        window: ViewWindow,
-        full_shape: tuple[int, ...],
-        *,
-        pixel_scale: float,
-        gray: bool,
-        auto: bool,
-    ) -> None:
-        """Display *shown*, the *window* of an image of *full_shape* already reduced."""
-        self._draw(shown, window, full_shape, pixel_scale=pixel_scale, gray=gray, auto=auto)
-
-    def _draw(
-        self,
-        shown: np.ndarray,
-        win: ViewWindow,
-        full_shape: tuple[int, ...],
-        *,
-        pixel_scale: float,
-        gray: bool,
-        auto: bool,
-    ) -> None:
-        h, w = full_shape[:2]
-        first = self.shape is None or self.shape[:2] != (h, w)
-        shown = to_gray(shown) if gray else (shown[..., 0] if shown.shape[-1] == 1 else shown)
-        levels = auto_levels(shown) if auto else self.item.getLevels()
-        if levels is None:
-            levels = auto_levels(shown)
-        self.item.setImage(shown, autoLevels=False, levels=levels)
-        step = win.factor * pixel_scale
-        transform = QTransform()
-        transform.translate(win.x0 * pixel_scale, win.y0 * pixel_scale)
-        transform.scale(step, step)
-        self.item.setTransform(transform)
-        self.shape, self.factor = tuple(full_shape), win.factor
-        self._histogram_stale = True
-        self.draws.append(time.perf_counter())
-        if first:
-            self.view.setRange(QRectF(0, 0, w * pixel_scale, h * pixel_scale), padding=0.0)
-
-    def refresh_histogram(self) -> None:
-        """Recompute the histogram when the image changed since the last call."""
-        if self._histogram_stale:
-            self._histogram_stale = False
-            self.hist.imageChanged()
-
-    def clear(self) -> None:
-        """Remove the image (e.g. when the model is unloaded or enhancement is paused)."""
-        self.item.clear()
-        self.shape = None
 
 
 class LivePanel(QWidget):
@@ -223,6 +120,7 @@ class LivePanel(QWidget):
         self._redraw_timer.timeout.connect(self._redraw)
         self.raw_pane.view.sigRangeChanged.connect(self._on_range_changed)
         self.enhanced_pane.view.sigResized.connect(self._send_view)
+        self.graphics.scene().sigMouseMoved.connect(self.show_cursor)
         self._histogram_timer = QTimer(self)
         self._histogram_timer.setInterval(HISTOGRAM_INTERVAL_MS)
         self._histogram_timer.timeout.connect(self._refresh_histograms)
@@ -231,20 +129,32 @@ class LivePanel(QWidget):
         layout = QHBoxLayout(self)
         layout.addWidget(self.graphics, stretch=1)
         side_widget = QWidget()
-        side_widget.setFixedWidth(380)  # read-outs that change length do not resize the views
         side = QVBoxLayout(side_widget)
         side.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(side_widget)
+        # the controls scroll on a short screen; a fixed width keeps read-outs that change
+        # length from resizing the views
+        side_scroll = QScrollArea()
+        side_scroll.setWidget(side_widget)
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_scroll.setFixedWidth(396)
+        side_widget.setFixedWidth(380)
+        layout.addWidget(side_scroll)
         side.addWidget(self._live_box())
+        self.record_box = RecordBox(controller)
+        side.addWidget(self.record_box)
         side.addWidget(self._model_box())
         side.addWidget(self._camera_box())
         side.addWidget(self._stage_box())
-        side.addWidget(self._display_box())
         side.addWidget(self._readout_box())
         side.addStretch(1)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         side.addWidget(self.status)
+        # what lies under the cursor; the window shows it in its status bar, as image viewers do
+        self.cursor_label = QLabel("")
+        self.cursor_label.setMinimumWidth(480)  # a long status message gives way, not this
         self._shortcuts()
 
         controller.raw_ready.connect(self.show_raw)
@@ -255,22 +165,26 @@ class LivePanel(QWidget):
         controller.running_changed.connect(self._on_running)
         controller.model_changed.connect(self._on_model)
         controller.failed.connect(self._warn)
+        controller.record_status.connect(self._on_record_status)
         self._on_model(controller.model_dir)
         self.show_stage(controller.read_stage())
 
     # -- building ----------------------------------------------------------------------------
     def _live_box(self) -> QGroupBox:
-        box = QGroupBox("Live")
-        row = QHBoxLayout(box)
+        box = QGroupBox("Live and display")
+        rows = QVBoxLayout(box)
+        row = QHBoxLayout()
+        rows.addLayout(row)
         self.live_button = QPushButton("Start live")
         self.live_button.setCheckable(True)
-        self.live_button.clicked.connect(self._toggle_live)
+        self.live_button.clicked.connect(self.toggle_live)
         self.snap_button = QPushButton("Snap")
         self.snap_button.clicked.connect(self.controller.snap)
         self.save_button = QPushButton("Save pair")
         self.save_button.clicked.connect(self.save_pair)
         for b in (self.live_button, self.snap_button, self.save_button):
             row.addWidget(b)
+        rows.addLayout(self._display_row())
         return box
 
     def _model_box(self) -> QGroupBox:
@@ -321,14 +235,14 @@ class LivePanel(QWidget):
         self.focus_spin.setSuffix(" um")
         self.focus_spin.setValue(0.5)
         grid.addWidget(QLabel("xy step"), 0, 0)
-        grid.addWidget(self.step_spin, 0, 1, 1, 2)
-        grid.addWidget(QLabel("focus step"), 1, 0)
-        grid.addWidget(self.focus_spin, 1, 1, 1, 2)
-        moves = {
-            "up": (2, 1, 0, -1),
-            "left": (3, 0, -1, 0),
-            "right": (3, 2, 1, 0),
-            "down": (4, 1, 0, 1),
+        grid.addWidget(self.step_spin, 0, 1)
+        grid.addWidget(QLabel("focus step"), 0, 2)
+        grid.addWidget(self.focus_spin, 0, 3)
+        moves = {  # the arrow keys' inverted T
+            "up": (1, 1, 0, -1),
+            "left": (2, 0, -1, 0),
+            "down": (2, 1, 0, 1),
+            "right": (2, 2, 1, 0),
         }
         self.move_buttons: dict[str, QPushButton] = {}
         for name, (r, c, sx, sy) in moves.items():
@@ -336,16 +250,15 @@ class LivePanel(QWidget):
             b.clicked.connect(lambda _=False, sx=sx, sy=sy: self.step_xy(sx, sy))
             grid.addWidget(b, r, c)
             self.move_buttons[name] = b
-        for r, (name, sign) in enumerate((("focus +", 1), ("focus -", -1)), start=2):
+        for r, (name, sign) in enumerate((("focus +", 1), ("focus -", -1)), start=1):
             b = QPushButton(name)
             b.clicked.connect(lambda _=False, sign=sign: self.step_z(sign))
-            grid.addWidget(b, r + 1, 3)
+            grid.addWidget(b, r, 3)
             self.move_buttons[name] = b
         return box
 
-    def _display_box(self) -> QGroupBox:
-        box = QGroupBox("Display")
-        row = QHBoxLayout(box)
+    def _display_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
         self.auto_levels_box = QCheckBox("auto levels")
         self.auto_levels_box.setChecked(True)
         self.colour_combo = QComboBox()
@@ -353,7 +266,7 @@ class LivePanel(QWidget):
         self.colour_combo.currentTextChanged.connect(lambda _: self._redraw())
         row.addWidget(self.auto_levels_box)
         row.addWidget(self.colour_combo)
-        return box
+        return row
 
     def _readout_box(self) -> QGroupBox:
         box = QGroupBox("Read-outs")
@@ -398,7 +311,13 @@ class LivePanel(QWidget):
 
     def show_raw(self, frame: LiveFrame) -> None:
         """Draw the newest camera frame in the raw view."""
-        self.raw_pane.show(frame.raw, pixel_scale=1.0, max_px=self.max_display_px, **self._look())
+        self.raw_pane.show(
+            frame.raw,
+            pixel_scale=1.0,
+            pixel_size_um=_pixel_size(frame),
+            max_px=self.max_display_px,
+            **self._look(),
+        )
         self.frames_shown += 1
 
     def show_enhanced(self, frame: LiveFrame) -> None:
@@ -408,15 +327,25 @@ class LivePanel(QWidget):
             self.enhanced_pane.clear()
             return
         scale = enhancer.scale
+        px = _pixel_size(frame) / scale
         look = self._look()
         if frame.view is not None and frame.window is not None:
             full_shape = enhancer.output_shape(*frame.raw.shape[:2])
             self.enhanced_pane.show_reduced(
-                frame.view, frame.window, full_shape, pixel_scale=1.0 / scale, **look
+                frame.view,
+                frame.window,
+                full_shape,
+                pixel_scale=1.0 / scale,
+                pixel_size_um=px,
+                **look,
             )
         elif frame.enhanced is not None:
             self.enhanced_pane.show(
-                frame.enhanced, pixel_scale=1.0 / scale, max_px=self.max_display_px, **look
+                frame.enhanced,
+                pixel_scale=1.0 / scale,
+                pixel_size_um=px,
+                max_px=self.max_display_px,
+                **look,
             )
         self.enhanced_shown += 1
 
@@ -433,6 +362,26 @@ class LivePanel(QWidget):
     def _refresh_histograms(self) -> None:
         self.raw_pane.refresh_histogram()
         self.enhanced_pane.refresh_histogram()
+
+    def show_cursor(self, scene_pos: QPointF) -> None:
+        """Show the slide position and the pixel value under *scene_pos* (a mouse move)."""
+        panes = (
+            ("raw", self.raw_pane, self.controller.current),
+            ("enhanced", self.enhanced_pane, self.controller.enhanced),
+        )
+        hit = [
+            (name, pane, frame)
+            for name, pane, frame in panes
+            if frame is not None and pane.view.sceneBoundingRect().contains(scene_pos)
+        ]
+        if not hit:
+            return
+        name, pane, frame = hit[0]
+        p = pane.view.mapSceneToView(scene_pos)
+        slide = slide_um(p.x(), p.y(), frame.raw.shape, frame.meta)
+        value = pane.value_at(p.x(), p.y())
+        where = "" if slide is None else f"x {slide[0]:.2f}  y {slide[1]:.2f} um"
+        self.cursor_label.setText(f"{name}  {where}  {'' if value is None else value.text()}")
 
     def _look(self) -> dict[str, bool]:
         return {
@@ -501,9 +450,20 @@ class LivePanel(QWidget):
         else:
             self.model_label.setText(f"{model_dir} (scale {self.controller.scale})")
 
+    def _on_record_status(self, status: RecordStatus) -> None:
+        # a snap, another exposure or objective would end the recording: not while it runs
+        for w in (self.snap_button, self.camera_box):
+            w.setEnabled(status.done)
+
     def set_camera_available(self, available: bool) -> None:
-        """Enable or disable live and snap (the camera is busy with an acquisition)."""
-        for w in (self.live_button, self.snap_button, self.camera_box, self.stage_box):
+        """Enable or disable live, snap and record (the camera is busy with an acquisition)."""
+        for w in (
+            self.live_button,
+            self.snap_button,
+            self.record_box,
+            self.camera_box,
+            self.stage_box,
+        ):
             w.setEnabled(available)
         self.status.setText("" if available else "camera busy: acquisition running")
 
@@ -511,7 +471,10 @@ class LivePanel(QWidget):
         QMessageBox.warning(self, "deepscope", message)
 
     # -- user actions ------------------------------------------------------------------------
-    def _toggle_live(self) -> None:
+    def toggle_live(self) -> None:
+        """Start live mode when stopped, stop it when running (a failure shows a message)."""
+        if not self.live_button.isEnabled():
+            return  # the camera is busy with an acquisition
         try:
             self.controller.toggle()
         except DeepscopeError as exc:
@@ -520,7 +483,8 @@ class LivePanel(QWidget):
 
     def choose_model(self) -> None:
         """Ask for a model directory and load it; an invalid one shows a message."""
-        path = QFileDialog.getExistingDirectory(self, "Choose a model directory")
+        start = str(read_path(MODEL_DIR) or "")
+        path = QFileDialog.getExistingDirectory(self, "Choose a model directory", start)
         if path:
             self.load_model(Path(path))
 

@@ -13,6 +13,8 @@ from gui.acquisition_controller import AcquisitionController
 from gui.acquisition_panel import AcquisitionPanel
 from gui.live_controller import LiveController
 from gui.live_panel import LivePanel
+from gui.menus import install_menus
+from gui.settings import MODEL_DIR, read_geometry, write_geometry, write_path
 from gui.training_controller import TrainingController
 from gui.training_panel import TrainingPanel
 
@@ -63,7 +65,18 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.acquisition_panel, "Acquisition")
         self.tabs.addTab(self.training_panel, "Training")
         self.setCentralWidget(self.tabs)
-        self.resize(1400, 820)
+        self.live_panel.record_box.message.connect(self.statusBar().showMessage)
+        self.statusBar().addPermanentWidget(self.live_panel.cursor_label)
+        self.live.model_changed.connect(self._remember_model)
+        self.menu_actions = install_menus(self)
+        geometry = read_geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1400, 820)
+
+    @staticmethod
+    def _remember_model(model_dir: Path | None) -> None:
+        if model_dir is not None:
+            write_path(MODEL_DIR, model_dir)
 
     def shutdown(self) -> None:
         """Stop live mode and every running task, and join their threads."""
@@ -72,6 +85,7 @@ class MainWindow(QMainWindow):
         self.training.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
-        """Stop all workers before the window goes away."""
+        """Stop all workers and remember the window's geometry before it goes away."""
+        write_geometry(self.saveGeometry())
         self.shutdown()
         super().closeEvent(event)

@@ -1,7 +1,8 @@
 """Grab a picture of the main window working on the simulated microscope.
 
 ``python -m gui.screenshot OUT.png [--tab live|acquisition|training] [--model DIR]`` (run under
-Xvfb for a real X server, e.g. ``xvfb-run -a``). ``live`` runs live mode for ``--seconds``;
+Xvfb for a real X server, e.g. ``xvfb-run -a``). ``live`` runs live mode for ``--seconds`` (with
+``--record``, recording into a temporary folder) and points the cursor at the raw view's centre;
 ``acquisition`` runs a small paired plan (the oil pause answered yes); ``training`` registers a
 small simulated dataset and trains a tiny network for ``--steps``. Without ``--model`` live mode
 uses an untrained tiny network, which with its global skip connection is exactly a bicubic
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QApplication
 
 from gui.main_window import MainWindow
@@ -45,9 +47,17 @@ def _wait(done: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.01)
 
 
-def _live(window: MainWindow, seconds: float) -> None:
-    window.live.start()
+def _live(window: MainWindow, seconds: float, record_into: Path | None) -> None:
+    panel = window.live_panel
+    if record_into is None:
+        window.live.start()
+    else:
+        panel.record_box.folder_field.edit.setText(str(record_into))
+        panel.record_box.toggle()
     _wait(lambda: False, seconds)
+    shape = window.live.current.raw.shape if window.live.current is not None else (0, 0)
+    centre = QPointF(shape[1] / 2 + 0.5, shape[0] / 2 + 0.5)
+    panel.show_cursor(panel.raw_pane.view.mapViewToScene(centre))
 
 
 def _true_profile(window: MainWindow, path: Path) -> Path:
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model directory (default: tiny untrained)")
     parser.add_argument("--seconds", type=float, default=3.0, help="live time before the grab")
     parser.add_argument("--roi", type=int, default=512, help="live camera ROI side in pixels")
+    parser.add_argument("--record", action="store_true", help="record while live (live tab)")
     parser.add_argument("--steps", type=int, default=160, help="training steps (training tab)")
     args = parser.parse_args(argv)
 
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         window.resize(1500, 800)
         window.show()
         if args.tab == "live":
-            _live(window, args.seconds)
+            _live(window, args.seconds, Path(tmp) / "recordings" if args.record else None)
         elif args.tab == "acquisition":
             _acquisition(window, Path(tmp))
         else:

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 import pyqtgraph as pg
 from pydantic import ValidationError
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -142,6 +144,9 @@ class TrainingPanel(QWidget):
         side.addWidget(self.phase_label)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["method (test fields)", "SSIM", "PSNR (dB)"])
+        # every column as wide as its header and values, and the table as wide as its columns
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
         side.addWidget(self.table)
 
         plots = QVBoxLayout()
@@ -241,7 +246,6 @@ class TrainingPanel(QWidget):
         for i, row in enumerate(rows):
             for j, text in enumerate((row.method, f"{row.ssim:.4f}", f"{row.psnr_db:.2f}")):
                 self.table.setItem(i, j, QTableWidgetItem(text))
-        self.table.resizeColumnsToContents()
 
     def _warn(self, message: str) -> None:
         QMessageBox.warning(self, "deepscope", message)

@@ -12,14 +12,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.app import load_enhancer
 from gui.main_window import MainWindow
 from gui.screenshot import tiny_model_dir
 
-__all__ = ["make_window", "messages", "qt_leak_check", "sim_core", "tiny_model"]
+__all__ = [
+    "isolated_settings",
+    "make_window",
+    "messages",
+    "qt_leak_check",
+    "sim_core",
+    "tiny_model",
+]
 
 
 def _flush() -> None:
@@ -48,6 +55,14 @@ def qt_leak_check(qapp: QApplication) -> Iterator[None]:
         w.deleteLater()
     assert not leaked_widgets, f"top-level widgets left behind: {leaked_widgets}"
     assert not leaked_threads, f"threads left running: {leaked_threads}"
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Point the window's QSettings at a fresh folder: tests never touch a person's settings."""
+    folder = tmp_path_factory.mktemp("qsettings")
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    return folder
 
 
 @pytest.fixture

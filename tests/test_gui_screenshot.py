@@ -13,6 +13,7 @@ pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="Xvfb i
 def test_live_window_screenshot_under_xvfb(tmp_path):
     out = tmp_path / "gui_live.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "PYMM_SIGNALS_BACKEND": "psygnal"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # the window's QSettings: not the user's
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x900x24", sys.executable, "-m", "gui.screenshot"]
     proc = subprocess.run(
         [*cmd, str(out), "--seconds", "2", "--roi", "128"],

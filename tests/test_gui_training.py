@@ -2,6 +2,7 @@ import pytest
 from dlm_pairs import write_pairs
 from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTableWidgetItem
 
 WAIT_MS = 120_000
 
@@ -95,3 +96,27 @@ def test_registration_training_curves_and_evaluation_table(qtbot, make_window, t
     )
     assert panel.start_button.isEnabled()
     assert panel.progress.value() == panel.progress.maximum()
+
+
+def test_results_table_shows_every_header_and_value_in_full(qtbot, make_window):
+    window = make_window()
+    window.tabs.setCurrentWidget(window.training_panel)
+    table = window.training_panel.table
+    header = table.horizontalHeader()
+
+    def fits() -> bool:
+        return (
+            all(
+                header.sectionSize(col) >= header.sectionSizeFromContents(col).width()
+                and header.sectionSize(col) >= table.sizeHintForColumn(col)
+                for col in range(table.columnCount())
+            )
+            and 0 < header.length() <= table.viewport().width()  # no column cut at the edge
+            and table.horizontalScrollBar().maximum() == 0
+        )
+
+    qtbot.waitUntil(fits, timeout=2000)  # before any result: "method (test fields)" in full
+    table.setRowCount(1)
+    for col, text in enumerate(("richardson_lucy (a long method name)", "0.8123", "31.42")):
+        table.setItem(0, col, QTableWidgetItem(text))
+    qtbot.waitUntil(fits, timeout=2000)
