@@ -211,7 +211,6 @@ def write_package(
     :class:`DeepscopeError` when a graph or ``bioimageio.core``'s test fails; then nothing is
     written.
     """
-    graphs.need("bioimageio.core")
     from bioimageio.core import test_model
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5

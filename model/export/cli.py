@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_export)
 
 
+def _need(module: str) -> None:
+    """Raise :class:`InputError` naming the ``export`` extra when *module* cannot be imported."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(
+            f"exporting needs {module}, which is not installed: pip install 'deepscope[export]'"
+        ) from exc
+
+
 def default_name(model_dir: Path) -> str:
     """``deepscope <directory name>`` with characters bioimage.io refuses replaced by ``-``."""
     from model.export.bmz import NAME_CHARACTERS
@@ -110,12 +121,11 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} exists; export never replaces a file, choose a new path")
     check_output_file(out)
 
-    from model.export import graphs
-
     for module in NEEDS[fmt]:
-        graphs.need(module)
+        _need(module)
     name = _check_package_fields(args) if fmt == "bioimageio" else ""
 
+    from model.export import graphs
     from model.store import load_model
 
     net, config = load_model(args.model_dir)

@@ -36,16 +36,6 @@ CHECK_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 48, 40), (2, 23, 31))
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def need(module: str) -> None:
-    """Raise :class:`InputError` naming the ``export`` extra when *module* cannot be imported."""
-    try:
-        __import__(module)
-    except ImportError as exc:
-        raise InputError(
-            f"exporting needs {module}, which is not installed: pip install 'deepscope[export]'"
-        ) from exc
-
-
 class RawIntensityNet(nn.Module):
     """The network with the model's normalisation baked in: raw intensities in and out."""
 
@@ -121,7 +111,6 @@ def _trace_input(channels: int) -> torch.Tensor:
 
 def write_onnx(module: nn.Module, channels: int, path: Path) -> None:
     """Write *module* (evaluation mode) as ONNX with dynamic batch, height and width."""
-    need("onnxscript")
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("y"), 3: torch.export.Dim("x")}
     with _quiet(), torch.no_grad():
         program = torch.onnx.export(
@@ -148,7 +137,6 @@ def write_torchscript(module: nn.Module, channels: int, path: Path) -> None:
 
 def onnx_runner(path: Path) -> Runner:
     """Run the ONNX graph at *path* in onnxruntime on the CPU."""
-    need("onnxruntime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
