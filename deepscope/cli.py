@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "model.registration.cli",  # register
     "model.training.cli",  # train, evaluate
     "model.inference.cli",  # enhance
+    "model.export.cli",  # export
     "acquire.live.cli",  # live
     "gui.cli",  # gui
     "deepscope.demo",  # demo

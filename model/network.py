@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,3 +118,11 @@ class DeepMicroscopyNet(nn.Module):
         if self.config.global_skip:
             y = y + F.interpolate(x, size=y.shape[-2:], mode="bicubic", align_corners=False)
         return y
+
+
+def network_from_settings(**settings: Any) -> DeepMicroscopyNet:
+    """Build the network from :class:`NetworkConfig` fields given as keywords.
+
+    The architecture entry of exported bioimage.io packages: their ``kwargs`` are plain JSON.
+    """
+    return DeepMicroscopyNet(NetworkConfig(**settings))

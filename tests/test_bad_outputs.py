@@ -56,6 +56,7 @@ def _commands(i: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "train": ["train", str(i["pairs"]), "--out", o, "--steps", "1", "--device", "cpu"],
         "evaluate": ["evaluate", m, str(i["pairs"]), "--out", o, "--no-mtf"],
         "enhance": ["enhance", m, str(i["snap"]), str(i["snap"].with_name("x.ome.tif")), "-o", o],
+        "export": ["export", m, "--format", "torchscript", "--out", f"{o}/model.pt"],
         "live": [
             "live",
             m,

@@ -93,5 +93,5 @@ def test_cli_help_lists_commands():
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     for command in ("simulate", "calibrate", "acquire", "register", "train", "evaluate"):
         assert f"    {command}" in out.stdout
-    for command in ("enhance", "live", "gui", "demo"):
+    for command in ("enhance", "export", "live", "gui", "demo"):
         assert f"    {command}" in out.stdout
