@@ -130,13 +130,19 @@ def write_sim_pairs(
     seed: int = 0,
     spacing_um: float = 60.0,
     truth: bool = False,
+    flat_field: bool = False,
 ) -> Path:
     """Write a pairs directory of perfectly aligned 40x/100x snaps of the simulated slide.
 
     Without imperfections both objectives image the same area centred on the stage position:
     a centred ``lr_size`` 40x ROI and a ``2.5 * lr_size`` 100x frame cover the same field.
     *truth*: also write each field's noise-free 100x frame (same pose, camera noise off).
+    *flat_field*: correct both objectives' frames with blank frames taken on bare glass, as
+    registration does by default (raw frames keep the 100x's stronger fall-off: up to 27 % at
+    the corner against about 3 % for the central 40x ROI).
     """
+    from deepscope.demo import glass_spot
+    from model.registration.flatfield import FlatField
     from simulators import make_core, microscope_of
 
     hr_size = lr_size * 5 // 2
@@ -147,20 +153,41 @@ def write_sim_pairs(
     truths = {}
     scope = microscope_of(core)
     noisy = scope.camera
+
+    def snap(objective: str, frames: int = 1) -> np.ndarray:
+        core.setConfig("Objective", objective)
+        if objective == "40x":
+            core.setROI(off, off, lr_size, lr_size)
+        else:
+            core.clearROI()
+        shots = []
+        for _ in range(frames):
+            core.snapImage()
+            shots.append(np.asarray(core.getImage(), np.float32))
+        return np.mean(shots, axis=0)
+
+    flats: dict[str, FlatField] = {}
+    if flat_field:
+        core.setXYPosition(*glass_spot(seed, hr_size * 0.074, (0.0, -300.0)))
+        exposure = core.getExposure()
+        for objective in ("40x", "100x"):
+            full = snap(objective, 8)
+            core.setExposure(exposure / 2)
+            flats[objective] = FlatField.from_frames(full, snap(objective, 8))
+            core.setExposure(exposure)
+
+    def corrected(objective: str, image: np.ndarray) -> np.ndarray:
+        if objective not in flats:
+            return np.asarray(image, np.uint16)
+        return np.clip(flats[objective].apply(image).round(), 0, MAX_VALUE).astype(np.uint16)
+
     for i, split in enumerate(splits):
         x, y = (i % 4) * spacing_um, (i // 4) * spacing_um
         core.setXYPosition(x, y)
-        core.setConfig("Objective", "40x")
-        core.setROI(off, off, lr_size, lr_size)
-        core.snapImage()
-        lr = np.asarray(core.getImage())
-        core.clearROI()
-        core.setConfig("Objective", "100x")
-        core.snapImage()
-        fields.append((f"s{i:03d}", split, lr, np.asarray(core.getImage())))
+        lr = corrected("40x", snap("40x"))
+        fields.append((f"s{i:03d}", split, lr, corrected("100x", snap("100x"))))
         if truth:
             scope.camera = noisy.model_copy(update={"noise": False})
-            core.snapImage()
-            truths[f"s{i:03d}"] = np.asarray(core.getImage())
+            truths[f"s{i:03d}"] = corrected("100x", snap("100x"))
             scope.camera = noisy
     return save_fields(directory, fields, channels=3, source="simulator", seed=seed, truths=truths)

@@ -144,12 +144,22 @@ def test_evaluate_refuses_wrong_model_and_no_test_fields(tmp_path: Path) -> None
     assert not (tmp_path / "ev").exists()
 
 
-def test_training_on_simulator_beats_bicubic(
+def test_training_on_simulator_beats_bicubic_and_the_gaussian(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pairs = write_sim_pairs(tmp_path / "pairs", n_train=4, n_val=2, n_test=2)
+    # flat-fielded as registration does by default: on raw frames the 100x's fall-off (27 % at
+    # the corner, 3 % in the 40x ROI) dominates the error, and the crops, which see a field's
+    # border less often than its centre, pull the learned offset off the per-pixel optimum
+    pairs = write_sim_pairs(tmp_path / "pairs", n_train=4, n_val=2, n_test=2, flat_field=True)
     cfg = TrainConfig(
-        steps=120, val_every=40, batch_size=8, patch_size=24, lr=2e-3, base_channels=8, num_blocks=2
+        steps=1000,
+        val_every=250,
+        batch_size=8,
+        patch_size=24,
+        lr=5e-3,
+        ssim_weight=0.8,
+        base_channels=8,
+        num_blocks=2,
     )
     result = train_model(pairs, tmp_path / "m", cfg)
     assert result.best_val_ssim > result.bicubic_val_ssim
@@ -159,6 +169,10 @@ def test_training_on_simulator_beats_bicubic(
     mean = json.loads(capsys.readouterr().out)["mean"]
     assert mean["network_ssim"] > mean["bicubic_ssim"]
     assert mean["network_psnr"] > mean["bicubic_psnr"] + 1.0
+    # measured (training seeds 0, 1, 2): SSIM +0.0051 / +0.0046 / +0.0031 and PSNR
+    # +1.17 / +0.97 / +1.28 dB over the Gaussian (sigma tuned on validation: 0.9329, 38.47 dB)
+    assert mean["network_ssim"] > mean["gaussian_ssim"]
+    assert mean["network_psnr"] > mean["gaussian_psnr"]
     data = json.loads((tmp_path / "m" / "evaluation" / "evaluation.json").read_text())
     assert data["mean"] == pytest.approx(mean)
     assert isinstance(data["beats_baselines"], bool)

@@ -85,9 +85,11 @@ class CropSampler:
 
     A crop's 40x origin is a multiple of the scale's denominator so that its 100x crop starts on
     a whole pixel (for 2.5: even 40x origins). Fields are drawn in proportion to the number of
-    crop positions they hold, so every pixel of every training field is equally likely to be
-    seen and nothing is dropped. A batch is a pure function of ``(seed, step)``: a resumed run
-    or a DDP rank draws exactly what an uninterrupted single-process run would.
+    crop positions they hold, so every crop position of every training field is equally likely
+    and nothing is dropped; within a field, pixels less than a crop from its border are seen less
+    often than its centre (a corner pixel by the corner crop only). A batch is a pure function
+    of ``(seed, step)``: a resumed run or a DDP rank draws exactly what an uninterrupted
+    single-process run would.
     """
 
     def __init__(
