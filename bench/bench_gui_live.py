@@ -41,6 +41,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from acquire.backends import set_camera_roi
+    from acquire.plan import CameraROI
     from gui.app import load_enhancer
     from gui.main_window import MainWindow
     from model.config import ModelConfig, NetworkConfig, Normalisation
@@ -58,8 +59,7 @@ def main() -> int:
             model_dir = save_model(Path(tmp) / "paper", DeepMicroscopyNet(net_cfg), config)
         enhancer = load_enhancer(model_dir)
     core = make_core(seed=0)
-    start = 1024 - args.roi // 2
-    set_camera_roi(core, (start, start, args.roi, args.roi))
+    set_camera_roi(core, CameraROI(width=args.roi, height=args.roi))  # centred
     core.setExposure(args.exposure_ms)
     window = MainWindow(core, enhancer=enhancer, model_dir=model_dir)
     window.resize(1500, 800)
