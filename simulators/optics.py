@@ -37,10 +37,6 @@ class ObjectiveSpec(BaseModel):
         default=0.0, ge=0, lt=1, description="extra relative fall-off at the sensor corner"
     )
 
-    def cutoff_cycles_per_um(self, wavelength_um: float) -> float:
-        """Spatial-frequency cut-off of the bright-field transfer function at *wavelength_um*."""
-        return (self.na + min(CONDENSER_NA, self.na)) / wavelength_um
-
 
 #: The turret: the paper's 40x/0.95 air and 100x/1.4 oil objectives. As on a real stand, the
 #: oil objective passes a little less light, more so in blue (its images are ~40-70 counts

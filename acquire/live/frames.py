@@ -30,11 +30,6 @@ class LiveFrame:
     view: np.ndarray | None = None
     window: ViewWindow | None = None
 
-    @property
-    def latency_ms(self) -> float | None:
-        """Arrival -> enhanced-ready time in milliseconds (None without enhancement)."""
-        return None if self.ready_s is None else 1e3 * (self.ready_s - self.arrival_s)
-
 
 @dataclass(frozen=True)
 class LiveStats:

@@ -32,7 +32,6 @@ from acquire.dataset import (
 from deepscope import __version__
 from deepscope.atomic import append_jsonl, atomic_write_json
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
-from model.registration.align import compose, invert
 
 if TYPE_CHECKING:
     from simulators.core import SimulatedCore
@@ -48,10 +47,6 @@ class SimulatedDataset:
     objectives: dict[str, ObjectiveTruth]
     tiles: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
-
-    def target_to_tile(self, target_id: str, tile_id: str) -> np.ndarray:
-        """True 2x3 map of target pixel ``(col, row)`` to tile pixel ``(col, row)``."""
-        return compose(invert(self.truths[tile_id].affine()), self.truths[target_id].affine())
 
 
 def _density_grid(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
