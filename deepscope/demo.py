@@ -41,24 +41,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepscope.demo")
 
-#: The demo's acquisition: 3x3 40x tiles (region and ROI set by :func:`demo_plan`), 100x
-#: z-stacks inside (24 by default), two exposures averaged per 100x plane, blank frames of bare
-#: glass per objective for the flat field, every field focused by a z scan.
+#: The demo's acquisition: 40x tiles, 100x z-stacks inside, two exposures averaged per 100x
+#: plane, blank frames of bare glass per objective for the flat field, every field focused by a
+#: z scan. :func:`demo_plan` adds the region size, camera ROI, field count and flat-field spot.
 DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
-    "region": {"x_um": 0.0, "y_um": 0.0, "width_um": 150.0, "height_um": 150.0},
-    "camera_roi": {"width": 320, "height": 320},
+    "region": {"x_um": 0.0, "y_um": 0.0},
     "tiles": {"objective": "40x", "overlap": 0.15, "exposure_ms": 10},
     "targets": {
         "objective": "100x",
-        "count": 12,
         "seed": 1,
         "margin_um": 2.0,
         "exposure_ms": 10,
         "averages": 2,
         "z": {"slices": 5, "step_um": 0.4},
     },
-    "flat_field": {"x_um": 0.0, "y_um": -300.0, "frames": 8},
+    "flat_field": {"frames": 8},
     "autofocus": {"mode": "per_field", "range_um": 4.0, "step_um": 0.5},
     "serpentine": True,
     "retries": 2,
@@ -91,7 +89,9 @@ class DemoResult:
 
 @contextmanager
 def _stage(result: DemoResult, name: str, title: str) -> Iterator[None]:
-    log.warning("== %s", title)
+    from tqdm import tqdm
+
+    tqdm.write(f"== {title}", file=sys.stderr)  # progress, like the bars (not a warning)
     t0 = time.perf_counter()
     yield
     result.stage_seconds[name] = round(time.perf_counter() - t0, 1)
@@ -120,16 +120,23 @@ def glass_spot(seed: int, size_um: float, start_um: tuple[float, float]) -> tupl
 
 
 def demo_plan(fields: int, roi: int, seed: int = 0, tiles: int = 3) -> AcquisitionPlan:
-    """The demo's plan: *fields* 100x fields in *tiles* x *tiles* 40x tiles of a square ROI."""
+    """The demo's plan: *fields* 100x fields in *tiles* x *tiles* 40x tiles of a square ROI.
+
+    The tiles' field of view is the ROI times the simulated camera's pixel size at the tile
+    objective.
+    """
     from acquire.plan import AcquisitionPlan
+    from simulators import nominal_pixel_size_um
 
     raw = json.loads(json.dumps(DEMO_PLAN))
     raw["targets"]["count"] = fields
     raw["camera_roi"] = {"width": roi, "height": roi}
-    # a region that the 40x tiles of this ROI cover (0.185 um/px, 15 % overlap)
-    side = round(0.98 * (1 + (tiles - 1) * 0.85) * roi * 0.185, 1)
+    tile = raw["tiles"]
+    fov_um = roi * nominal_pixel_size_um(tile["objective"])
+    # a region that the tiles cover with their overlap (2 % inside, for stage errors)
+    side = round(0.98 * (1 + (tiles - 1) * (1 - tile["overlap"])) * fov_um, 1)
     raw["region"].update(width_um=side, height_um=side)
-    gx, gy = glass_spot(seed, roi * 0.185, (0.0, -2 * side))
+    gx, gy = glass_spot(seed, fov_um, (0.0, -2 * side))
     raw["flat_field"].update(x_um=gx, y_um=gy)
     return AcquisitionPlan.from_dict(raw, source="demo plan")
 
@@ -363,31 +370,25 @@ def run_demo(
     plan = demo_plan(fields, roi, seed)
     plan.to_file(out / "plan.yaml")
     stages: list[tuple[str, str, Stage]] = [
-        (
-            "calibrate",
-            "0/5 calibration of the objective offsets",
-            lambda: calibrate_stage(out, seed),
-        ),
+        ("calibrate", "calibration of the objective offsets", lambda: calibrate_stage(out, seed)),
         (
             "acquire",
-            "1/5 paired acquisition (40x tiles, 100x z-stacks)",
+            "paired acquisition (40x tiles, 100x z-stacks)",
             lambda: acquire_stage(out, plan, seed),
         ),
-        ("register", "2/5 registration and QC", lambda: register_stage(out, seed)),
+        ("register", "registration and QC", lambda: register_stage(out, seed)),
         (
             "train",
-            "3/5 training (fine-tuning the reference model)",
+            f"training (fine-tuning {init})" if init else "training from scratch",
             lambda: train_stage(out, steps, seed, init),
         ),
-        ("evaluate", "4/5 evaluation on held-out fields", lambda: evaluate_stage(out, seed)),
-        ("live", "5/5 live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
+        ("evaluate", "evaluation on held-out fields", lambda: evaluate_stage(out, seed)),
+        ("live", "live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
     ]
     if not headless:
-        stages.append(
-            ("gui", "5/5 live window", lambda: {"screenshot": gui_window(out, live_seconds)})
-        )
-    for name, title, run in stages:
-        with _stage(result, name, title):
+        stages.append(("gui", "live window", lambda: {"screenshot": gui_window(out, live_seconds)}))
+    for i, (name, title, run) in enumerate(stages, 1):
+        with _stage(result, name, f"{i}/{len(stages)} {title}"):
             result.figures[name] = run()
     result.outputs = {
         "profile": str(out / "profile.yaml"),

@@ -13,6 +13,7 @@ from simulators.microscope import (
     SnapTruth,
     StageTruth,
     VirtualMicroscope,
+    nominal_pixel_size_um,
     pixel_to_slide,
 )
 from simulators.optics import OBJECTIVES, ObjectiveSpec
@@ -30,6 +31,7 @@ __all__ = [
     "VirtualMicroscope",
     "make_core",
     "microscope_of",
+    "nominal_pixel_size_um",
     "pixel_to_slide",
     "usaf_elements",
 ]

@@ -14,7 +14,7 @@ from acquire.mmcore import PyDeviceCore, load_config
 from deepscope.errors import InputError
 from simulators.devices import SPECIMENS, SimScope, fault_settings
 from simulators.faults import FaultConfig
-from simulators.microscope import CAMERA_PIXEL_UM, VirtualMicroscope
+from simulators.microscope import VirtualMicroscope, nominal_pixel_size_um
 from simulators.optics import OBJECTIVES
 
 OBJECTIVE_GROUP = "Objective"
@@ -76,8 +76,8 @@ def simulator_config(
         ),
         "# per-objective pixel sizes (camera pixel / nominal magnification)",
     ]
-    for name, spec in OBJECTIVES.items():
-        px = _clean(CAMERA_PIXEL_UM / spec.magnification)
+    for name in OBJECTIVES:
+        px = repr(nominal_pixel_size_um(name))
         lines += [
             f"{py}ConfigPixelSize,Res{name},Objective,Label,{name}",
             f"PixelSize_um,Res{name},{px}",
@@ -92,11 +92,6 @@ def simulator_config(
         f"{py}Property,Objective,Label,{objective}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _clean(value: float) -> str:
-    """*value* without float noise (0.07400000000000001 -> 0.074)."""
-    return repr(round(value, 9))
 
 
 def make_core(

@@ -20,8 +20,9 @@ from scipy.ndimage import map_coordinates
 from tqdm import tqdm
 
 from deepscope.atomic import atomic_path, atomic_write_json, atomic_write_text
+from deepscope.errors import InputError
 from model.config import ModelConfig
-from model.inference.engine import Enhancer
+from model.inference.engine import Enhancer, pixel_size_mismatch
 from model.network import DeepMicroscopyNet
 from model.store import load_model
 from model.training.infer import bicubic_upsample
@@ -171,13 +172,15 @@ def measure_mtf(
 
     Writes ``mtf.json``, ``mtf.md`` and ``mtf.png`` into *out_dir*.
     """
-    from simulators import make_core
+    from simulators import make_core, nominal_pixel_size_um
     from simulators.usaf import GROUPS, usaf_elements
 
-    net, cfg = load_model(model_dir, expect_scale=2.5, device=device)
+    px40, px100 = nominal_pixel_size_um("40x"), nominal_pixel_size_um("100x")
+    net, cfg = load_model(model_dir, expect_scale=px40 / px100, device=device)
+    if (mismatch := pixel_size_mismatch(cfg, px40)) is not None:
+        raise InputError(f"model {model_dir}: {mismatch}")
     elements = usaf_elements(groups or GROUPS)
     x0, x1, y0, y1 = _extent(elements)
-    px40 = 0.185
     sensor = (
         (int(2 * max(abs(y0), abs(y1)) / px40) + 2 * MARGIN_PX) // 2 * 2,
         (int(2 * max(abs(x0), abs(x1)) / px40) + 2 * MARGIN_PX) // 2 * 2,
