@@ -17,7 +17,10 @@ class NetworkConfig(BaseModel):
 
     Defaults reproduce the paper: 3x3 convolutions, 3 -> 32 input convolution, K = 5 residual
     blocks whose widths grow as ``A_k = A_(k-1) + floor(alpha * k / K)`` (34, 38, 44, 52, 62),
-    then pixel shuffle and a stride-2 convolution for the scale of 2.5.
+    then pixel shuffle and a stride-2 convolution for the scale of 2.5; on top of it, by
+    default, a global skip (the network learns the residual over a bicubic upsample;
+    ``global_skip=False`` is the exact paper network). These defaults are also the training
+    defaults (:class:`~model.training.config.TrainConfig`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -29,7 +32,7 @@ class NetworkConfig(BaseModel):
     num_blocks: int = Field(default=5, ge=1)
     alpha: int = Field(default=10, ge=0)
     global_skip: bool = Field(
-        default=False, description="learn the residual over a bicubic upsample (not in the paper)"
+        default=True, description="learn the residual over a bicubic upsample (not in the paper)"
     )
 
     @field_validator("channels")

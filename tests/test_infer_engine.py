@@ -21,8 +21,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 def tiny_net(channels: int = 3, seed: int = 0) -> DeepMicroscopyNet:
     torch.manual_seed(seed)
-    return DeepMicroscopyNet(
-        NetworkConfig(channels=channels, base_channels=4, num_blocks=1, alpha=2)
+    return DeepMicroscopyNet(  # the paper network (no global skip)
+        NetworkConfig(channels=channels, base_channels=4, num_blocks=1, alpha=2, global_skip=False)
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepscope.errors import InputError
 from deepscope.paths import read_user_text
+from model.config import NetworkConfig
 
 TRAIN_CONFIG_NAME = "train_config.json"
 
@@ -18,6 +19,8 @@ TRAIN_CONFIG_NAME = "train_config.json"
 RESUMABLE_CHANGES = frozenset({"steps", "minutes", "device", "val_every"})
 
 LossName = Literal["mse_grad", "l1", "l1_ssim"]
+#: The network's fields, whose defaults are the training defaults of the architecture.
+_NETWORK = NetworkConfig.model_fields
 
 
 class TrainConfig(BaseModel):
@@ -26,9 +29,10 @@ class TrainConfig(BaseModel):
     The budget is a number of optimizer steps (``steps``) and optionally a wall-clock limit
     (``minutes``); the learning rate warms up linearly and then follows a cosine to zero at
     whichever budget ends first. Every step draws fresh random crops (with flips and rotations)
-    from all training fields. The network is the paper's; ``global_skip`` (learn the residual
-    over bicubic, not in the paper) is on by default and ``global_skip=False`` trains the exact
-    paper network with the same recipe.
+    from all training fields. The architecture settings default to
+    :class:`~model.config.NetworkConfig`'s: the paper's network with ``global_skip`` (learn the
+    residual over bicubic) on; ``global_skip=False`` trains the exact paper network with the
+    same recipe.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,15 +73,15 @@ class TrainConfig(BaseModel):
     device: str = Field(
         default="auto",
         description="'auto', 'cpu', 'cuda' or 'cuda:N'",
-        pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
     )
     deterministic: bool | None = Field(
         default=None,
         description="deterministic kernels; None: on for the CPU, off on CUDA (cudnn.benchmark)",
     )
-    global_skip: bool = True
-    num_blocks: int = Field(default=5, ge=1)
-    base_channels: int = Field(default=32, ge=1)
+    global_skip: bool = _NETWORK["global_skip"].default
+    num_blocks: int = Field(default=_NETWORK["num_blocks"].default, ge=1)
+    base_channels: int = Field(default=_NETWORK["base_channels"].default, ge=1)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
