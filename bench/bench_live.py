@@ -49,9 +49,10 @@ import torch
 import torch.nn.functional as F
 
 from model.config import ModelConfig, Normalisation
+from model.device import resolve_device
 from model.inference import engine
 from model.inference.cost import H100_BF16_FLOPS, H100_HBM_BYTES_PER_S, device_peaks, frame_cost
-from model.inference.engine import DEVICE_WORK, Enhancer, resolve_device
+from model.inference.engine import DEVICE_WORK, Enhancer
 from model.inference.view import ViewRequest
 from model.network import DeepMicroscopyNet
 

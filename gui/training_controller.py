@@ -120,14 +120,11 @@ class TrainingController(QObject):
         )
         if not result.completed and self._cancel.is_set():
             return TrainingOutcome(result, None, "cancelled")
+        from model.device import resolve_device
         from model.training.evaluate import evaluate_model
 
         self.phase_changed.emit("evaluating")
-        device = job.config.device
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(resolve_device(job.config.device))
         out = job.model_dir / "evaluation"
         try:
             report = evaluate_model(job.model_dir, job.pairs_dir, out, device=device)

@@ -25,7 +25,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +33,7 @@ from torch.profiler import record_function
 
 from deepscope.errors import InputError
 from model.config import ModelConfig
+from model.device import resolve_device
 from model.inference.cost import frame_cost
 from model.inference.tiling import Tile, check_tiling, min_overlap, plan_tiles
 from model.inference.view import ViewRequest, ViewWindow, display_window
@@ -42,7 +42,6 @@ from model.store import load_model
 
 log = logging.getLogger("deepscope.inference")
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: numpy -> torch dtypes of frames and outputs; other frame dtypes become float32 on the host.
@@ -67,23 +66,6 @@ MAX_SHAPES = 2
 DEVICE_WORK = "deepscope.device_work"
 #: Allowed relative difference between the camera's and the model's input pixel size.
 PIXEL_SIZE_TOLERANCE = 0.02
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; raise :class:`InputError` for bad names."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"device {device!r} is not valid; expected auto, cpu or cuda[:N]") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available; use cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"device {device!r} is not supported; expected auto, cpu or cuda[:N]")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

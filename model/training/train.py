@@ -27,6 +27,7 @@ from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
 from deepscope.locking import locks_directory
 from model.config import ModelConfig, NetworkConfig
+from model.device import resolve_device
 from model.network import DeepMicroscopyNet
 from model.pairs import PairSet, load_pairset
 from model.store import load_model, save_model
@@ -91,15 +92,6 @@ def _init_distributed(device_pref: str) -> _Dist:
         cuda = torch.cuda.is_available() and device_pref != "cpu"
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns)
-
-
-def _pick_device(pref: str, local_rank: int) -> torch.device:
-    if pref == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(pref)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device={pref!r} requested but CUDA is not available; use 'cpu'")
-    return device
 
 
 def _bind_cuda(device: torch.device) -> None:
@@ -305,7 +297,7 @@ def _prepare(pairs_dir: Path, config: TrainConfig, ddp: _Dist, init: str | Path 
         raise InputError(
             f"batch_size={config.batch_size} is not divisible by the {ddp.world} DDP ranks"
         )
-    device = _pick_device(config.device, ddp.local_rank)
+    device = resolve_device(config.device, ddp.local_rank)
     init_net, init_cfg = None, None
     if init is not None:
         init_net, init_cfg, config = _load_init(Path(init), pairset, config)
