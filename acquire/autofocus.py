@@ -6,17 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-
-def normalized_variance(image: np.ndarray) -> float:
-    """Focus score ``var / mean`` of the grey image; larger is sharper.
-
-    Groen et al. (1985) found it the most robust of the common bright-field focus measures.
-    """
-    grey = np.asarray(image, dtype=np.float64)
-    if grey.ndim == 3:
-        grey = grey.mean(axis=-1)
-    mean = float(grey.mean())
-    return float(grey.var() / mean) if mean > 0 else 0.0
+from deepscope.imaging import normalized_variance
 
 
 def scan_positions(centre_um: float, range_um: float, step_um: float) -> list[float]:

@@ -24,6 +24,7 @@ from acquire.dataset import Calibration
 from acquire.plan import CameraROI
 from acquire.profile import MicroscopeProfile
 from deepscope.errors import HardwareError, InputError
+from deepscope.imaging import to_gray
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -40,11 +41,6 @@ class CalibrationResult(BaseModel):
     pixel_size_ratio: float
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    g = np.asarray(image, dtype=np.float32)
-    return g.mean(axis=-1) if g.ndim == 3 else g
-
-
 def _focus(scope: Scope, z0: float, range_um: float) -> float:
     coarse = z_scan(scope.snap_at, z0, range_um, 1.0)
     return z_scan(scope.snap_at, coarse, 1.2, 0.2)
@@ -55,8 +51,8 @@ def locate(tile: np.ndarray, target: np.ndarray, ratio: float) -> tuple[float, f
 
     *target* is downsampled by *ratio* (target pixel size / tile pixel size) first.
     """
-    tile_g = _grey(tile)
-    small = rescale(_grey(target), ratio, anti_aliasing=True, preserve_range=True)
+    tile_g = to_gray(tile)
+    small = rescale(to_gray(target), ratio, anti_aliasing=True, preserve_range=True)
     small = small.astype(np.float32)
     th, tw = small.shape
     if th >= tile_g.shape[0] or tw >= tile_g.shape[1]:

@@ -10,6 +10,7 @@ from skimage.measure import block_reduce
 from acquire.dataset import open_dataset
 from acquire.passes import Optics
 from acquire.storage import DatasetWriter
+from deepscope.imaging import to_gray
 
 
 def content_check(
@@ -27,7 +28,7 @@ def content_check(
         rec = min(records, key=lambda r: (r.x_um - x) ** 2 + (r.y_um - y) ** 2)
         if rec.field_id not in cache:
             stack, _ = ds.load(rec)
-            cache[rec.field_id] = stack[len(stack) // 2].astype(np.float32).mean(axis=-1)
+            cache[rec.field_id] = to_gray(stack[len(stack) // 2])
         grey = cache[rec.field_id]
         h, w = grey.shape
         col = (x - rec.x_um) / px + (w - 1) / 2

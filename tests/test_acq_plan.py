@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquire.autofocus import FocusMap, best_focus, normalized_variance, z_scan
+from acquire.autofocus import FocusMap, best_focus, z_scan
 from acquire.layout import sample_centres, serpentine_order, tile_grid
 from acquire.plan import AcquisitionPlan, Region
 from acquire.profile import MicroscopeProfile, StageLimits
 from deepscope.errors import InputError
+from deepscope.imaging import normalized_variance
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plan_small.yaml"
 

@@ -27,9 +27,10 @@ import numpy as np
 from pymmcore_plus import CMMCorePlus
 
 from acquire.live.frames import LiveFrame, LiveStats, percentiles, rate
-from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem, as_storable
+from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
 from acquire.live.sources import CoreSequenceSource, FrameMetaReader, acquisition_hook
 from deepscope.errors import DeepscopeError, HardwareError, InputError
+from deepscope.imaging import to_raw_dtype
 
 if TYPE_CHECKING:
     from model.inference.engine import Enhancer, Output
@@ -412,7 +413,7 @@ class LivePipeline:
             item = RecordItem(
                 "enhanced",
                 index,
-                as_storable(out.full, raw.dtype),
+                to_raw_dtype(out.full, raw.dtype),
                 {**meta, "pixel_size_um": px},
                 arrival - self._t0,
             )

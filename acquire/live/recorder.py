@@ -60,14 +60,6 @@ def image_meta(meta: dict[str, Any], t_s: float, pixel_size_um: float) -> ImageM
     )
 
 
-def as_storable(image: np.ndarray, like: np.dtype) -> np.ndarray:
-    """Round and clip float enhanced output to the raw integer dtype (floats stay float32)."""
-    if np.issubdtype(like, np.integer):
-        info = np.iinfo(like)
-        return np.clip(np.rint(image), info.min, info.max).astype(like)
-    return np.asarray(image, dtype=np.float32)
-
-
 class Recorder:
     """Bounded queue + writer thread for one recording directory.
 

@@ -14,8 +14,6 @@ from deepscope.errors import InputError
 from deepscope.paths import check_new_outputs
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from deepscope.ometiff import ImageMeta
     from model.inference.engine import Enhancer
 
@@ -109,21 +107,12 @@ def enhanced_meta(
     )
 
 
-def to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round and clip float output to an integer input dtype; floats pass through."""
-    import numpy as np
-
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(image), info.min, info.max).astype(dtype)
-    return image.astype(np.float32)
-
-
 def run_enhance(args: argparse.Namespace) -> int:
     """Handle ``deepscope enhance``."""
     import numpy as np
     from tqdm import tqdm
 
+    from deepscope.imaging import to_raw_dtype
     from deepscope.ometiff import read_ome_tiff, write_ome_tiff
     from model.inference.engine import Enhancer
 
@@ -152,7 +141,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     for src, dst in tqdm(list(zip(args.inputs, targets, strict=True)), desc="enhance", unit="file"):
         stack, meta = read_ome_tiff(src)
         planes = [enhancer.enhance(plane, self_feed=args.self_feed) for plane in stack]
-        out = to_dtype(np.stack(planes), stack.dtype)
+        out = to_raw_dtype(np.stack(planes), stack.dtype)
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_ome_tiff(dst, out, enhanced_meta(meta, enhancer, args.self_feed, args.model_dir))
         written.append({"input": str(src), "output": str(dst), "shape": list(out.shape)})

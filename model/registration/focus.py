@@ -32,26 +32,8 @@ import numpy as np
 import pywt
 from scipy import ndimage
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Grayscale float32 ``(y, x)`` of a ``(y, x)`` or ``(y, x, c)`` image (luma for RGB)."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 2:
-        return img
-    if img.shape[-1] == 1:
-        return img[..., 0]
-    if img.shape[-1] == 3:
-        return np.asarray(img @ _LUMA, dtype=np.float32)
-    return np.asarray(img.mean(axis=-1), dtype=np.float32)
-
-
-def normalized_variance(image: np.ndarray) -> float:
-    """Variance divided by the mean intensity: a brightness-independent focus measure."""
-    gray = to_gray(image)
-    mean = float(gray.mean())
-    return float(gray.var()) / mean if mean > 0 else 0.0
+from deepscope.imaging import normalized_variance
+from deepscope.imaging import to_gray as to_gray  # re-exported for the registration modules
 
 
 def sharpness(image: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from deepscope.atomic import atomic_path, atomic_write_json, atomic_write_text
 from deepscope.errors import InputError
+from deepscope.imaging import to_gray
 from model.config import ModelConfig
 from model.inference.engine import Enhancer, pixel_size_mismatch
 from model.network import DeepMicroscopyNet
@@ -116,7 +117,7 @@ def _snap(core: Any, dark: float) -> tuple[np.ndarray, Grid]:
     """Snap a frame; return dark-subtracted luminance and its grid (stage at frame centre)."""
     core.snapImage()
     img = np.asarray(core.getImage(), np.float32)
-    lum = (img.mean(axis=2) if img.ndim == 3 else img) - dark
+    lum = to_gray(img) - dark
     px = float(core.getPixelSizeUm())
     sx, sy = core.getXYPosition()
     h, w = lum.shape
@@ -155,8 +156,11 @@ def _enhanced_luminance(
     crop = frame[r0:r1, c0:c1]
     out = Enhancer(net, cfg, device=device, precision="fp32").enhance(crop)
     bicubic = bicubic_upsample(crop if crop.ndim == 3 else crop[..., None], net.config.scale)
-    lum = (out.mean(axis=2) if out.ndim == 3 else out) - dark
-    return lum, bicubic.mean(axis=2) - dark, grid.crop(r0, c0).upsampled(net.config.scale)
+    return (
+        to_gray(out) - dark,
+        to_gray(bicubic) - dark,
+        grid.crop(r0, c0).upsampled(net.config.scale),
+    )
 
 
 def measure_mtf(
@@ -192,7 +196,7 @@ def measure_mtf(
     lum40, grid40 = _snap(core, 0.0)
     frame = np.asarray(core.getImage())
     if cfg.network.channels == 1 and frame.ndim == 3:
-        frame = frame.mean(axis=2)
+        frame = to_gray(frame)
     contrasts: list[ElementContrast] = []
     for g in tqdm(sorted({e.group for e in elements}), desc="MTF", unit="group", leave=False):
         row = [e for e in elements if e.group == g]
