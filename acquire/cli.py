@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acquire.backends import add_roi_option, add_scope_options
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 from deepscope.errors import InputError
 from deepscope.paths import check_output_file
 

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import ValidationError
 
+import acquire.cli
+import acquire.live.cli
+import deepscope.demo
+import deepscope.info
+import gui.cli
+import model.export.cli
+import model.inference.cli
+import model.registration.cli
+import model.training.cli
+import simulators.cli
 from deepscope import __version__
 from deepscope.atomic import is_disk_full
 from deepscope.errors import DeepscopeError, describe_validation
@@ -26,33 +33,17 @@ log = logging.getLogger("deepscope")
 
 #: Modules that add subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
-    "simulators.cli",  # simulate
-    "acquire.cli",  # calibrate, acquire
-    "model.registration.cli",  # register
-    "model.training.cli",  # train, evaluate
-    "model.inference.cli",  # enhance
-    "model.export.cli",  # export
-    "acquire.live.cli",  # live
-    "gui.cli",  # gui
-    "deepscope.demo",  # demo
-    "deepscope.info",  # info
+    simulators.cli,  # simulate
+    acquire.cli,  # calibrate, acquire
+    model.registration.cli,  # register
+    model.training.cli,  # train, evaluate
+    model.inference.cli,  # enhance
+    model.export.cli,  # export
+    acquire.live.cli,  # live
+    gui.cli,  # gui
+    deepscope.demo,  # demo
+    deepscope.info,  # info
 )
-
-
-def common_options() -> argparse.ArgumentParser:
-    """Options every subcommand takes: ``--json`` and ``-v``; pass as ``parents=[...]``."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
-    p.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv: debug)"
-    )
-    return p
-
-
-def emit_json(summary: Any) -> None:
-    """Print *summary* as one JSON document on stdout (logs and progress go to stderr)."""
-    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deepscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

@@ -412,7 +412,7 @@ def run_demo(
 
 def _run(args: argparse.Namespace) -> int:
     from acquire.backends import roi_from_option
-    from deepscope.cli import emit_json
+    from deepscope.cliutil import emit_json
     from model.store import reference_model_dir
 
     roi = roi_from_option(args.roi)
@@ -441,7 +441,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``deepscope demo``."""
-    from deepscope.cli import common_options
+    from deepscope.cliutil import common_options
 
     p = sub.add_parser(
         "demo",

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from deepscope import __version__
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 
 PACKAGES = (
     "pymmcore-plus",

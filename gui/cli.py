@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from acquire.backends import add_roi_option, add_scope_options
-from deepscope.cli import common_options
+from deepscope.cliutil import common_options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

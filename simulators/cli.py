@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from acquire.backends import add_roi_option
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 
 log = logging.getLogger("deepscope.simulators")
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from acquire.backends import add_roi_option, add_scope_options
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 from deepscope.errors import HardwareError, InputError
 
 log = logging.getLogger("deepscope.live")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 from deepscope.errors import InputError
 from deepscope.paths import check_output_file
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepscope.atomic import remove_stale_partials
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 from deepscope.errors import InputError
 from deepscope.paths import check_new_outputs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 from deepscope.paths import check_outside_data
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from deepscope.cli import common_options, emit_json
+from deepscope.cliutil import common_options, emit_json
 from model.training.config import TrainConfig
 
 #: command-line flag -> TrainConfig field (flags left unset keep the config file's value)
