@@ -12,7 +12,6 @@ Only fields listed in the manifest as ``done`` exist for readers; anything else 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepscope.atomic import read_jsonl
 from deepscope.errors import InputError
+from deepscope.objective import Objective
 from deepscope.ometiff import ImageMeta, read_ome_tiff
-from deepscope.paths import read_user_text, safe_join
+from deepscope.paths import safe_join
+from deepscope.validated import load_validated
 
 DATASET_VERSION: Literal[1] = 1
 INFO_NAME = "dataset.json"
@@ -37,15 +38,12 @@ def flat_field_ids(objective: str) -> tuple[str, str]:
     return f"flat_{objective}", f"flat_{objective}_half"
 
 
-class ObjectiveInfo(BaseModel):
-    """An objective as the dataset saw it."""
+class ObjectiveInfo(Objective):
+    """An objective as the dataset saw it: its preset name and the pixel size it gave."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(extra="ignore")
 
     name: str
-    magnification: float = Field(gt=0)
-    na: float = Field(gt=0)
-    immersion: str = "air"
     pixel_size_um: float = Field(gt=0)
 
 
@@ -160,8 +158,5 @@ def open_dataset(directory: str | Path) -> Dataset:
     info_path = root / INFO_NAME
     if not info_path.is_file():
         raise InputError(f"{root} is not a deepscope dataset: {INFO_NAME} is missing")
-    try:
-        info = DatasetInfo.model_validate(json.loads(read_user_text(info_path, "dataset")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InputError(f"{info_path}: not a valid dataset description ({exc})") from exc
+    info = load_validated(info_path, DatasetInfo, "dataset description")
     return Dataset(root, info, read_records(root))

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deepscope.errors import InputError, shown
-from deepscope.paths import read_user_text
+from deepscope.validated import load_validated, validate_mapping
 
 
 class _Frozen(BaseModel):
@@ -167,30 +166,12 @@ class AcquisitionPlan(_Frozen):
 
         Raises :class:`~deepscope.errors.InputError` naming the file and the bad field.
         """
-        p = Path(path)
-        text = read_user_text(p, "plan")
-        try:
-            raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise InputError(f"plan {p} is not valid {p.suffix.lstrip('.') or 'YAML'}") from exc
-        return cls.from_dict(raw, source=str(p))
+        return load_validated(path, cls, "plan")
 
     @classmethod
     def from_dict(cls, raw: Any, *, source: str = "plan") -> AcquisitionPlan:
         """Validate a mapping (as read from YAML/JSON) into a plan with a one-line error."""
-        if not isinstance(raw, dict):
-            raise InputError(
-                f"{source}: expected a mapping of plan fields, got {type(raw).__name__}"
-            )
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "plan"
-            more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-            raise InputError(
-                f"{source}: {loc}: {err['msg']} (got {shown(err.get('input'))}){more}"
-            ) from exc
+        return validate_mapping(raw, cls, source, "plan")
 
     def to_file(self, path: str | Path) -> None:
         """Write the plan as YAML or JSON (by suffix)."""

@@ -11,22 +11,13 @@ import json
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from acquire.dataset import Calibration
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
-from deepscope.paths import read_user_text
-
-
-class ObjectiveSpec(BaseModel):
-    """An objective on the turret, addressed by its preset in the objective config group."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    magnification: float = Field(gt=0)
-    na: float = Field(gt=0, le=1.7)
-    immersion: str = "air"
+from deepscope.objective import Objective
+from deepscope.validated import load_validated
 
 
 class StageLimits(BaseModel):
@@ -58,10 +49,10 @@ class StageLimits(BaseModel):
             )
 
 
-def _default_objectives() -> dict[str, ObjectiveSpec]:
+def _default_objectives() -> dict[str, Objective]:
     return {
-        "40x": ObjectiveSpec(magnification=40, na=0.95, immersion="air"),
-        "100x": ObjectiveSpec(magnification=100, na=1.4, immersion="oil"),
+        "40x": Objective(magnification=40, na=0.95, immersion="air"),
+        "100x": Objective(magnification=100, na=1.4, immersion="oil"),
     }
 
 
@@ -86,7 +77,8 @@ class MicroscopeProfile(BaseModel):
 
     version: int = 1
     objective_group: str = "Objective"
-    objectives: dict[str, ObjectiveSpec] = Field(default_factory=_default_objectives)
+    #: objectives on the turret, by their preset in the objective config group
+    objectives: dict[str, Objective] = Field(default_factory=_default_objectives)
     calibration: Calibration = Field(default_factory=Calibration)
     calibrated_objectives: tuple[str, str] | None = None
     stage_limits: StageLimits = Field(default_factory=StageLimits)
@@ -96,7 +88,7 @@ class MicroscopeProfile(BaseModel):
         """Whether the offsets were measured by ``deepscope calibrate`` (else assumed 0)."""
         return self.calibrated_objectives is not None
 
-    def objective(self, name: str) -> ObjectiveSpec:
+    def objective(self, name: str) -> Objective:
         """The named objective, or an :class:`InputError` listing the known ones."""
         try:
             return self.objectives[name]
@@ -107,19 +99,7 @@ class MicroscopeProfile(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> MicroscopeProfile:
         """Load a profile from YAML or JSON."""
-        p = Path(path)
-        try:
-            text = read_user_text(p, "profile")
-            raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-            return cls.model_validate(raw)
-        except OSError as exc:
-            raise InputError(f"profile {p} cannot be read ({exc.strerror})") from exc
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise InputError(f"profile {p} is not valid JSON/YAML") from exc
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(q) for q in err["loc"]) or "profile"
-            raise InputError(f"profile {p}: {loc}: {err['msg']}") from exc
+        return load_validated(path, cls, "profile")
 
     def to_file(self, path: str | Path) -> None:
         """Write the profile atomically as YAML or JSON (by suffix)."""

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from acquire.dataset import (
     FIELDS_DIR,
@@ -32,7 +31,7 @@ from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
 from deepscope.errors import InputError, StorageError
 from deepscope.locking import LOCK_NAME
 from deepscope.ometiff import ImageMeta, write_ome_tiff
-from deepscope.paths import read_user_text
+from deepscope.validated import load_validated
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -87,10 +86,7 @@ class DatasetWriter:
                     f"{root} is not empty and not a deepscope dataset; choose a new --out"
                 )
             return None
-        try:
-            existing = DatasetInfo.model_validate(json.loads(read_user_text(info_path, "dataset")))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise InputError(f"{info_path} is not a valid dataset description") from exc
+        existing = load_validated(info_path, DatasetInfo, "dataset description")
         if existing.plan_hash != plan_hash:
             raise InputError(
                 f"{root} holds a dataset of a different plan (hash {existing.plan_hash[:12]},"

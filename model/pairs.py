@@ -9,17 +9,17 @@ rendered at the true pose, in the units of ``hr`` (for :mod:`model.training.eval
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
 from deepscope.ometiff import read_ome_tiff
-from deepscope.paths import read_user_text, safe_join
+from deepscope.paths import safe_join
+from deepscope.validated import load_validated
 
 PAIRS_VERSION: Literal[1] = 1
 PAIRS_NAME = "pairs.json"
@@ -114,10 +114,7 @@ def load_pairset(directory: str | Path) -> PairSet:
     path = Path(directory) / PAIRS_NAME
     if not path.is_file():
         raise InputError(f"{directory} is not a pairs directory: {PAIRS_NAME} is missing")
-    try:
-        return PairSet.model_validate(json.loads(read_user_text(path, "pairs file")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InputError(f"{path}: not a valid pairs file ({str(exc).splitlines()[0]})") from exc
+    return load_validated(path, PairSet, "pairs file")
 
 
 def load_pair(directory: str | Path, pair: Pair) -> tuple[np.ndarray, np.ndarray]:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepscope.atomic import atomic_path, atomic_write_text
-from deepscope.errors import InputError, describe_validation
-from deepscope.paths import read_user_text
+from deepscope.errors import InputError
+from deepscope.validated import load_validated
 from model.config import ModelConfig
 from model.network import DeepMicroscopyNet
 
@@ -51,12 +49,7 @@ def load_config(directory: str | Path) -> ModelConfig:
         raise InputError(f"model directory {d} does not exist")
     if not path.is_file():
         raise InputError(f"{d} is not a model directory: {CONFIG_NAME} is missing")
-    try:
-        return ModelConfig.model_validate(json.loads(read_user_text(path, "model config")))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not a valid deepscope model config ({exc})") from exc
-    except ValidationError as exc:
-        raise InputError(f"{path}: {describe_validation(exc.errors())}") from exc
+    return load_validated(path, ModelConfig, "deepscope model config")
 
 
 def load_model(

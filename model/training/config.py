@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from deepscope.errors import InputError
-from deepscope.paths import read_user_text
+from deepscope.validated import load_validated
 from model.config import NetworkConfig
 
 TRAIN_CONFIG_NAME = "train_config.json"
@@ -85,13 +83,8 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        """Read a JSON file written by :meth:`pydantic.BaseModel.model_dump_json`."""
-        p = Path(path)
-        try:
-            return cls.model_validate(json.loads(read_user_text(p, "training config")))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
-            raise InputError(f"{p}: not a valid training config ({first})") from exc
+        """Read a JSON (or YAML) file, e.g. one written by ``model_dump_json``."""
+        return load_validated(path, cls, "training config")
 
 
 @dataclass(frozen=True)
