@@ -12,7 +12,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from deepscope.objective import Objective
 
 #: Wavelengths (um) of the red, green and blue channels of the RGB camera.
 WAVELENGTHS_UM: tuple[float, float, float] = (0.65, 0.55, 0.45)
@@ -20,15 +22,10 @@ WAVELENGTHS_UM: tuple[float, float, float] = (0.65, 0.55, 0.45)
 CONDENSER_NA = 0.55
 
 
-class ObjectiveSpec(BaseModel):
-    """Nominal optical data of one objective on the turret."""
-
-    model_config = ConfigDict(frozen=True)
+class ObjectiveSpec(Objective):
+    """An objective of the simulated turret: its name, and the optics the renderer needs."""
 
     name: str
-    magnification: float = Field(gt=0)
-    na: float = Field(gt=0)
-    immersion: str = Field(description="'Air' or 'Oil' (OME Objective immersion)")
     refractive_index: float = Field(ge=1.0, description="index of the immersion medium")
     transmission_rgb: tuple[float, float, float] = Field(
         default=(1.0, 1.0, 1.0), description="light throughput per camera channel, relative"
@@ -46,7 +43,7 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
         name="40x",
         magnification=40,
         na=0.95,
-        immersion="Air",
+        immersion="air",
         refractive_index=1.0,
         illumination_falloff=0.05,
     ),
@@ -54,7 +51,7 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
         name="100x",
         magnification=100,
         na=1.4,
-        immersion="Oil",
+        immersion="oil",
         refractive_index=1.518,
         transmission_rgb=(0.985, 0.978, 0.97),
         illumination_falloff=0.12,
