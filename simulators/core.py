@@ -8,7 +8,7 @@ objective presets, per-objective pixel-size presets); :func:`make_core` loads it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from acquire.mmcore import PyDeviceCore, load_config
 from deepscope.errors import InputError
@@ -23,17 +23,36 @@ HUB = "Scope"
 SimulatedCore = PyDeviceCore
 
 
-def simulator_config(
-    *,
-    seed: int = 0,
-    specimen: Literal["tissue", "usaf"] = "tissue",
-    imperfections: bool = True,
-    faults: FaultConfig | None = None,
-    sensor: tuple[int, int] = (2048, 2048),
-    objective: str = "40x",
-    tile_cache_mb: int = 768,
-) -> str:
+class SimSettings(TypedDict, total=False):
+    """Settings of the simulated microscope, every one optional (default in brackets).
+
+    ``seed`` (0) seeds the specimen, the imperfections, stage errors and noise. ``specimen``
+    ("tissue"): an H&E section, or "usaf" (USAF-1951 target, see :func:`usaf_elements`).
+    ``imperfections`` (True); False: no objective offsets/rotation/magnification error/parfocal
+    offset and no stage errors (noise stays on). ``faults`` (none): simulated hardware failures.
+    ``sensor`` ((2048, 2048)): camera sensor ``(height, width)``; use ``core.setROI`` for
+    smaller frames. ``objective`` ("40x"): in the light path at start. ``tile_cache_mb`` (768):
+    memory bound of the rendered-specimen tile cache.
+    """
+
+    seed: int
+    specimen: Literal["tissue", "usaf"]
+    imperfections: bool
+    faults: FaultConfig | None
+    sensor: tuple[int, int]
+    objective: str
+    tile_cache_mb: int
+
+
+def simulator_config(**settings: Unpack[SimSettings]) -> str:
     """The Micro-Manager configuration text of the simulated microscope (see :func:`make_core`)."""
+    seed = settings.get("seed", 0)
+    specimen = settings.get("specimen", "tissue")
+    imperfections = settings.get("imperfections", True)
+    faults = settings.get("faults")
+    sensor = settings.get("sensor", (2048, 2048))
+    objective = settings.get("objective", "40x")
+    tile_cache_mb = settings.get("tile_cache_mb", 768)
     if specimen not in SPECIMENS:
         raise InputError(
             f"specimen {specimen!r} is unknown; expected one of: {', '.join(SPECIMENS)}"
@@ -94,51 +113,15 @@ def simulator_config(
     return "\n".join(lines) + "\n"
 
 
-def make_core(
-    *,
-    seed: int = 0,
-    specimen: Literal["tissue", "usaf"] = "tissue",
-    imperfections: bool = True,
-    faults: FaultConfig | None = None,
-    sensor: tuple[int, int] = (2048, 2048),
-    objective: str = "40x",
-    tile_cache_mb: int = 768,
-) -> PyDeviceCore:
-    """Return a ready simulated microscope core.
+def make_core(**settings: Unpack[SimSettings]) -> PyDeviceCore:
+    """Return a ready simulated microscope core (settings: :class:`SimSettings`).
 
     Devices: ``Scope`` (hub with the settings), ``Camera`` (12-bit RGB, 7.4 um pixels), ``XY``
     and ``Z`` stages, ``Objective`` turret (``40x``/0.95 air, ``100x``/1.4 oil), ``Shutter``
     (lamp). Config group ``Objective`` with presets ``40x`` and ``100x``; pixel-size presets
     0.185 / 0.074 um follow the turret.
-
-    Parameters
-    ----------
-    seed
-        Seeds the specimen, the imperfections, stage errors and noise.
-    specimen
-        ``"tissue"`` (H&E section) or ``"usaf"`` (USAF-1951 target, see :func:`usaf_elements`).
-    imperfections
-        False: no objective offsets/rotation/magnification error/parfocal offset and no stage
-        errors (noise stays on).
-    faults
-        Simulated hardware failures; none by default.
-    sensor
-        Camera sensor ``(height, width)``; use ``core.setROI`` for smaller frames.
-    objective
-        Objective in the light path at start.
-    tile_cache_mb
-        Memory bound of the rendered-specimen tile cache.
     """
-    text = simulator_config(
-        seed=seed,
-        specimen=specimen,
-        imperfections=imperfections,
-        faults=faults,
-        sensor=sensor,
-        objective=objective,
-        tile_cache_mb=tile_cache_mb,
-    )
-    return load_config(text=text)
+    return load_config(text=simulator_config(**settings))
 
 
 def microscope_of(core: Any) -> VirtualMicroscope:
