@@ -24,10 +24,12 @@ import numpy as np
 import torch
 
 from model.config import NetworkConfig, Normalisation
+from model.device import resolve_device
 from model.network import DeepMicroscopyNet
 from model.training.config import TrainConfig
 from model.training.data import CropSampler, FieldPair
 from model.training.losses import make_loss
+from model.training.train import train_step
 
 MODES = ("fp32", "bf16", "cl", "bf16_cl")
 
@@ -62,12 +64,7 @@ def bench(
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        opt.zero_grad(set_to_none=True)
-        with amp:
-            pred = net(x)
-        loss_value = loss_fn(pred.float(), y)
-        loss_value.backward()
-        opt.step()
+        train_step(net, opt, loss_fn, x, y, amp)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= warmup:
@@ -98,9 +95,7 @@ def main() -> None:
     ap.add_argument("--loss", default="l1_ssim", choices=["mse_grad", "l1", "l1_ssim"])
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     meta = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -46,7 +46,7 @@ from model.training.config import (
 )
 from model.training.data import CropSampler, FieldPair, fit_normalisation, load_fields
 from model.training.infer import bicubic_upsample
-from model.training.losses import make_loss
+from model.training.losses import Loss, make_loss
 from model.training.metrics import ssim_psnr
 from model.training.plots import plot_curves
 
@@ -327,6 +327,27 @@ def _data_range(model_cfg: ModelConfig, max_value: float) -> float:
     return float(max_value / np.mean(model_cfg.normalisation.target_scale))
 
 
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Loss,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    amp: contextlib.AbstractContextManager[Any],
+) -> torch.Tensor:
+    """One optimizer step on a batch: forward under *amp*, float32 loss, backward, update.
+
+    Returns the (detached) loss. Used by :func:`train_model` and ``bench/bench_train.py``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with amp:
+        pred = model(x)
+    loss = loss_fn(pred.float(), y)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def _train(
     pairs_dir: Path,
     out_dir: Path,
@@ -431,13 +452,7 @@ def _train(
             x, y = x.to(device), y.to(device)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            with amp:
-                pred = model(x)
-            loss = loss_fn(pred.float(), y)
-            loss.backward()
-            optimizer.step()
-            loss_value = float(loss.detach())
+            loss_value = float(train_step(model, optimizer, loss_fn, x, y, amp))
             if not math.isfinite(loss_value):
                 raise InputError(
                     f"training diverged at step {state.global_step + 1} (loss {loss_value}); "
