@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="Xvfb is not installed")
+#: CI (``.ci/run``) sets this: there a missing Xvfb fails the test instead of skipping it.
+REQUIRE_XVFB = os.environ.get("DEEPSCOPE_REQUIRE_XVFB") == "1"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("xvfb-run") is None and not REQUIRE_XVFB, reason="Xvfb is not installed"
+)
 
 
 def test_live_window_screenshot_under_xvfb(tmp_path):
+    if shutil.which("xvfb-run") is None:
+        pytest.fail("xvfb-run is not installed, and DEEPSCOPE_REQUIRE_XVFB=1 needs this test")
     out = tmp_path / "gui_live.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "PYMM_SIGNALS_BACKEND": "psygnal"}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # the window's QSettings: not the user's
