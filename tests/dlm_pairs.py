@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -16,6 +17,9 @@ import torch
 
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 from model.pairs import Pair, PairSet, save_pairset
+
+if TYPE_CHECKING:
+    from model.registration.simulated import SimulatedDataset
 
 MAX_VALUE = 4095.0
 
@@ -191,3 +195,23 @@ def write_sim_pairs(
             truths[f"s{i:03d}"] = corrected("100x", snap("100x"))
             scope.camera = noisy
     return save_fields(directory, fields, channels=3, source="simulator", seed=seed, truths=truths)
+
+
+def simulated_pairs_dataset(
+    root: Path, *, seed: int, sensor: int, n_targets: int, z_slices: int, core: Any = None
+) -> SimulatedDataset:
+    """A paired dataset snapped on the simulator: 3x3 40x tiles (15 % overlap) over tissue."""
+    from model.registration.simulated import make_simulated_dataset, tissue_region
+    from simulators import nominal_pixel_size_um
+
+    fov_um = sensor * nominal_pixel_size_um("40x")
+    return make_simulated_dataset(
+        root,
+        seed=seed,
+        sensor_px=sensor,
+        n_targets=n_targets,
+        z_slices=z_slices,
+        centre_um=tissue_region(seed, 2 * 0.85 * fov_um + fov_um),
+        min_tissue=0.6,
+        core=core,
+    )

@@ -7,11 +7,11 @@ traceback, and leaves the existing file and the read-only directory as they were
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from dlm_pairs import write_pairs
 from small_fs import read_only_dir  # noqa: F401 (fixture)
 from test_acq_run import small_plan
@@ -19,26 +19,19 @@ from test_acq_run import small_plan
 from acquire.runner import run_acquisition
 from deepscope.cli import main
 from deepscope.ometiff import ImageMeta, write_ome_tiff
-from model.config import ModelConfig, NetworkConfig, Normalisation
-from model.network import DeepMicroscopyNet
-from model.store import save_model
 from simulators import make_core
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def inputs(
+    tmp_path_factory: pytest.TempPathFactory, save_tiny_model: Callable[[Path], Path]
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     plan = root / "plan.json"
     small_plan(targets={"count": 1, "seed": 2, "z": {"slices": 1, "step_um": 0.4}}).to_file(plan)
     run_acquisition(small_plan(targets={"count": 0}), root / "ds", make_core(seed=0))
     pairs = write_pairs(root / "pairs", n_train=1, n_val=1, n_test=1, lr_size=24)
-    torch.manual_seed(0)
-    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
-    model = save_model(
-        root / "model",
-        net,
-        ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0)),
-    )
+    model = save_tiny_model(root / "model")
     snap = write_ome_tiff(
         root / "snap.ome.tif", np.zeros((24, 24, 3), np.uint16), ImageMeta(pixel_size_um=0.185)
     )

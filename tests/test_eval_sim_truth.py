@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dlm_pairs import MAX_VALUE, one_thread  # noqa: F401
+from dlm_pairs import MAX_VALUE, one_thread, simulated_pairs_dataset  # noqa: F401
 from scipy import ndimage
 
 from model.config import ModelConfig, NetworkConfig, Normalisation
@@ -14,7 +14,6 @@ from model.network import DeepMicroscopyNet
 from model.pairs import load_pair, load_pairset
 from model.registration import RegistrationOptions, register_dataset
 from model.registration.focus import to_gray
-from model.registration.simulated import make_simulated_dataset, tissue_region
 from model.store import save_model
 from model.training.evaluate import evaluate_model
 from model.training.truth import match_to_target, truth_image
@@ -38,16 +37,8 @@ def _ncc(a: np.ndarray, b: np.ndarray, margin: int = 8) -> float:
 def test_truth_of_registered_simulator_pairs(tmp_path: Path) -> None:
     core = make_core(seed=SEED, sensor=(SENSOR, SENSOR))
     record_snaps(core, tmp_path / "snaps.jsonl")
-    side = 2 * 0.85 * SENSOR * 0.185 + SENSOR * 0.185
-    sim = make_simulated_dataset(
-        tmp_path / "ds",
-        seed=SEED,
-        sensor_px=SENSOR,
-        n_targets=6,
-        z_slices=3,
-        centre_um=tissue_region(SEED, side),
-        min_tissue=0.6,
-        core=core,
+    sim = simulated_pairs_dataset(
+        tmp_path / "ds", seed=SEED, sensor=SENSOR, n_targets=6, z_slices=3, core=core
     )
     pairs_dir = tmp_path / "pairs"
     register_dataset(sim.path, pairs_dir, RegistrationOptions(seed=0, split=(0.5, 0.25, 0.25)))

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,10 @@ from model.store import save_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_headless_live_subprocess_exits_with_json(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
-    model = save_model(
-        tmp_path / "model",
-        net,
-        ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0)),
-    )
+def test_headless_live_subprocess_exits_with_json(
+    tmp_path: Path, save_tiny_model: Callable[[Path], Path]
+) -> None:
+    model = save_tiny_model(tmp_path / "model")
     cmd = [
         sys.executable,
         "-m",

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,6 @@ import torch
 from acquire.mmcore import PyDeviceCore, load_config
 from deepscope.cli import main
 from deepscope.errors import HardwareError
-from model.config import ModelConfig, NetworkConfig, Normalisation
-from model.network import DeepMicroscopyNet
-from model.store import save_model
 from simulators import make_core, microscope_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,13 +38,6 @@ def sim_cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "sim.cfg"
     assert main(["simulate", "config", "-o", str(path), "--seed", "3"]) == 0
     return path
-
-
-def _tiny_model(directory: Path) -> Path:
-    torch.manual_seed(0)
-    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
-    config = ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0))
-    return save_model(directory, net, config)
 
 
 def _snap(core: PyDeviceCore, objective: str) -> tuple[np.ndarray, float]:
@@ -169,8 +160,10 @@ def test_acquire_through_the_config_file_equals_simulate(
         np.testing.assert_array_equal(image, runs["sim"][key])
 
 
-def test_live_through_the_config_file(sim_cfg: Path, tmp_path: Path) -> None:
-    model = _tiny_model(tmp_path / "model")
+def test_live_through_the_config_file(
+    sim_cfg: Path, tmp_path: Path, save_tiny_model: Callable[[Path], Path]
+) -> None:
+    model = save_tiny_model(tmp_path / "model")
     cmd = [sys.executable, "-m", "deepscope.cli", "live", str(model), "--mm-config", str(sim_cfg)]
     cmd += ["--headless", "--frames", "4", "--json", "--roi", "64", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -212,7 +205,11 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("kind", list(BAD_CONFIGS))
 @pytest.mark.parametrize("command", ["acquire", "calibrate", "live", "gui"])
 def test_bad_configuration_is_one_line_exit_3(
-    kind: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str,
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    save_tiny_model: Callable[[Path], Path],
 ) -> None:
     text, line, device = BAD_CONFIGS[kind]
     cfg = tmp_path / "bad.cfg"
@@ -220,7 +217,7 @@ def test_bad_configuration_is_one_line_exit_3(
     out = tmp_path / "out"
     plan = tmp_path / "plan.yaml"
     plan.write_text(TINY_PLAN)
-    model = _tiny_model(tmp_path / "model") if command == "live" else None
+    model = save_tiny_model(tmp_path / "model") if command == "live" else None
     argv = {
         "acquire": ["acquire", str(plan), "-o", str(out)],
         "calibrate": ["calibrate", "-o", str(out)],
@@ -249,12 +246,15 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("command", ["acquire", "calibrate", "live", "gui"])
 def test_zmq_port_with_nothing_listening_is_one_line_exit_3(
-    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    save_tiny_model: Callable[[Path], Path],
 ) -> None:
     port = _free_port()
     plan = tmp_path / "plan.yaml"
     plan.write_text(TINY_PLAN)
-    model = _tiny_model(tmp_path / "model") if command == "live" else None
+    model = save_tiny_model(tmp_path / "model") if command == "live" else None
     argv = {
         "acquire": ["acquire", str(plan), "-o", str(tmp_path / "ds")],
         "calibrate": ["calibrate", "-o", str(tmp_path / "p.yaml")],

@@ -8,19 +8,16 @@ acquisition date.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import bioio_ome_tiff
 import numpy as np
 import pytest
 import tifffile
-import torch
 from bioio import BioImage
 
 from deepscope.cli import main
-from model.config import ModelConfig, NetworkConfig, Normalisation
-from model.network import DeepMicroscopyNet
-from model.store import save_model
 
 PLAN = (
     "region: {x_um: 0, y_um: 0, width_um: 20, height_um: 20}\n"
@@ -30,15 +27,11 @@ PLAN = (
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(
+    tmp_path_factory: pytest.TempPathFactory, save_tiny_model: Callable[[Path], Path]
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ome")
-    torch.manual_seed(0)
-    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
-    model = save_model(
-        root / "model",
-        net,
-        ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0)),
-    )
+    model = save_tiny_model(root / "model")
     snap = root / "snap.ome.tif"
     argv = ["simulate", "snap", "--objective", "100x", "--x", "12.5", "--y", "-7.25"]
     assert main([*argv, "--z", "0.4", "--roi", "48", "-o", str(snap)]) == 0

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dlm_pairs import one_thread  # noqa: F401 (fixture)
+from dlm_pairs import one_thread, simulated_pairs_dataset  # noqa: F401 (fixture)
 
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import make_simulated_dataset, tissue_region
 from model.store import load_model, reference_model_dir
 from model.training.evaluate import CLASSICAL, evaluate_model
 
@@ -36,15 +35,8 @@ def test_reference_model_is_complete_and_says_how_it_was_made() -> None:
 def test_reference_model_beats_every_baseline_on_ssim_on_a_fresh_slide(
     tmp_path: Path,
 ) -> None:
-    side = 2 * 0.85 * SENSOR * 0.185 + SENSOR * 0.185
-    sim = make_simulated_dataset(
-        tmp_path / "ds",
-        seed=FRESH_SEED,
-        sensor_px=SENSOR,
-        n_targets=8,
-        z_slices=5,
-        centre_um=tissue_region(FRESH_SEED, side),
-        min_tissue=0.6,
+    sim = simulated_pairs_dataset(
+        tmp_path / "ds", seed=FRESH_SEED, sensor=SENSOR, n_targets=8, z_slices=5
     )
     pairs = tmp_path / "pairs"
     # no training fields: validation tunes the baselines, the rest is test
