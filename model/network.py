@@ -116,8 +116,27 @@ class DeepMicroscopyNet(nn.Module):
         h = self.blocks(h)
         y = self.down(self.shuffle(self.output_conv(h)))
         if self.config.global_skip:
-            y = y + F.interpolate(x, size=y.shape[-2:], mode="bicubic", align_corners=False)
+            y = y + bicubic_upsample(x, self.config.scale, y.shape[-2:])
         return y
+
+
+def bicubic_upsample(x: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic upsample of ``(n, c, y, x)`` by exactly *scale*, cropped to *size*.
+
+    Output pixel ``i`` samples input position ``(i + 0.5) / scale - 0.5`` whatever the input
+    size, so a tile of the frame gives the same values as the frame (resizing to
+    ``ceil(scale * n)`` would stretch odd-sized inputs slightly). One replicated row and column
+    make room for the ``ceil`` output size; bicubic clamps at the border, so no value changes.
+    """
+    padded = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    up = F.interpolate(
+        padded,
+        scale_factor=scale,
+        mode="bicubic",
+        align_corners=False,
+        recompute_scale_factor=False,
+    )
+    return up[..., : size[0], : size[1]]
 
 
 def network_from_settings(**settings: Any) -> DeepMicroscopyNet:

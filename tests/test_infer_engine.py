@@ -19,10 +19,12 @@ from model.store import save_model
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-def tiny_net(channels: int = 3, seed: int = 0) -> DeepMicroscopyNet:
+def tiny_net(channels: int = 3, seed: int = 0, global_skip: bool = False) -> DeepMicroscopyNet:
     torch.manual_seed(seed)
-    return DeepMicroscopyNet(  # the paper network (no global skip)
-        NetworkConfig(channels=channels, base_channels=4, num_blocks=1, alpha=2, global_skip=False)
+    return DeepMicroscopyNet(  # the paper network (no global skip) unless asked
+        NetworkConfig(
+            channels=channels, base_channels=4, num_blocks=1, alpha=2, global_skip=global_skip
+        )
     )
 
 
@@ -77,9 +79,12 @@ def test_any_numeric_dtype_gives_the_float32_result(
     ("tile", "overlap"),
     [(40, 14), (41, 15), (33, 17), (30, 20), (64, 20)],
 )
-def test_tiled_equals_untiled(
-    net: DeepMicroscopyNet, config: ModelConfig, tile: int, overlap: int
-) -> None:
+@pytest.mark.parametrize("global_skip", [False, True])
+def test_tiled_equals_untiled(tile: int, overlap: int, global_skip: bool) -> None:
+    net = tiny_net(global_skip=global_skip)
+    with torch.no_grad():  # the global skip's output convolution starts at zero: make it count
+        net.output_conv.weight.normal_(0, 0.1)
+    config = ModelConfig(network=net.config)
     img = specimen(97, 131)
     whole = Enhancer(net, config, device="cpu", tile=1024).enhance(img)
     tiled_enh = Enhancer(net, config, device="cpu", tile=tile, overlap=overlap)
