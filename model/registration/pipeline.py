@@ -17,11 +17,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
-from deepscope.atomic import remove_partials
+from deepscope.atomic import fsync_dir, remove_partials
 from deepscope.errors import InputError
 from deepscope.locking import locks_directory
 from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
-from model.pairs import IntensityMatch, Pair, PairSet, Transform, save_pairset
+from model.pairs import PAIRS_NAME, IntensityMatch, Pair, PairSet, Transform, save_pairset
 from model.registration import align, qc
 from model.registration.flatfield import FlatField
 from model.registration.focus import best_focus_index, to_gray
@@ -321,6 +321,7 @@ def register_dataset(
         log.info("common rotation %.4f deg, scale %.6f", *common)
     timings["common_fit"] = time.perf_counter() - t0 - sum(timings.values())
     samples: list[tuple[str, np.ndarray, np.ndarray]] = []
+    _withdraw_results(out)  # the pair files about to be replaced no longer match them
     for done, entry in enumerate(tqdm(inputs.targets, desc="pairs", unit="field"), start=total + 1):
         loc = found.get(entry.field_id)
         if loc is not None:
@@ -396,7 +397,6 @@ def register_dataset(
         seed=opts.seed,
         pairs=pairs,
     )
-    save_pairset(out, pairset)
     edges = tiles.mosaic.edges
     stitching = {
         "edges": len(edges),
@@ -417,6 +417,8 @@ def register_dataset(
         "common_scale_vs_nominal": None if common is None else common[1] * scale,
     }
     qc_summary = qc.write_reports(out, pairset, stitching, model, opts.model_dump(mode="json"))
+    _remove_stale_pairs(pairs_dir, pairset)
+    save_pairset(out, pairset)  # last: a pairs directory is complete once pairs.json is there
     seconds = time.perf_counter() - t0
     timings["reports"] = seconds - sum(timings.values())
     return RegistrationSummary(
@@ -436,6 +438,33 @@ def register_dataset(
         seconds_per_field=round(seconds / max(total, 1), 3),
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
+
+
+def _withdraw_results(out: Path) -> None:
+    """Remove ``pairs.json`` and the QC report of an earlier run before its pair files change.
+
+    A run killed from here on leaves no ``pairs.json``: the directory then reads as unfinished
+    instead of describing pair files that the new run has already replaced.
+    """
+    for name in (PAIRS_NAME, qc.QC_JSON, qc.QC_MD, qc.QC_PNG):
+        (out / name).unlink(missing_ok=True)
+    fsync_dir(out)
+
+
+def _remove_stale_pairs(pairs_dir: Path, pairset: PairSet) -> None:
+    """Delete files in *pairs_dir* that *pairset* does not name (pairs of an earlier run)."""
+    keep = {
+        Path(rel).name
+        for p in pairset.accepted()
+        for rel in (p.lr, p.hr, p.truth)
+        if rel is not None
+    }
+    stale = [f for f in pairs_dir.iterdir() if f.is_file() and f.name not in keep]
+    for f in stale:
+        f.unlink()
+    if stale:
+        log.info("removed %d pair file(s) of an earlier run", len(stale))
+        fsync_dir(pairs_dir)
 
 
 def _overview(
