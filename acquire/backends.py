@@ -65,6 +65,11 @@ class Scope:
         """Frame ``(width, height)`` in pixels (after ROI and binning)."""
         return int(self.core.get_image_width()), int(self.core.get_image_height())
 
+    def frame_bytes(self) -> int:
+        """Bytes one frame takes when stored; an RGB pixel is kept without its fourth component."""
+        size = int(self.core.get_image_buffer_size())
+        return size * 3 // 4 if int(self.core.get_number_of_components()) == 4 else size
+
     def presets(self, group: str) -> list[str]:
         """Presets of config group *group*; empty if the group does not exist."""
         if not self.core.is_group_defined(group):

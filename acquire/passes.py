@@ -95,7 +95,8 @@ class PassRunner:
         self.failed: list[tuple[str, str]] = []
         self.total = 0
         self.phase: Phase = "tiles"
-        self.plane_bytes = 0  # of the last field written: free space is checked before a field
+        # bytes of one stored plane: the camera's frame, then the last field's (as written)
+        self.plane_bytes = scope.frame_bytes()
 
     # -- progress ------------------------------------------------------------------------
     def report(self, field_id: str | None = None) -> None:
@@ -106,6 +107,13 @@ class PassRunner:
                     self.phase, self.finished, self.total, len(self.failed), field_id
                 )
             )
+
+    def check_space(self, planes: int, fields: int = 1) -> None:
+        """Raise :class:`DiskFullError` unless *fields* fields of *planes* planes fit on disk.
+
+        Called before a field is imaged, so that no light falls on one that cannot be saved.
+        """
+        check_free_space(self.writer.fields_dir, self.plane_bytes * planes * fields)
 
     # -- one pass ------------------------------------------------------------------------
     def run_pass(
@@ -213,11 +221,9 @@ class PassRunner:
             if self.cancel.is_set():
                 acq.abort()
                 return None
-            if k == 0 and self.plane_bytes:  # no light on a field whose file cannot fit
-                pending = len(collected) + 1  # fields taken but not yet written, and this one
-                try:
-                    need = self.plane_bytes * len(offsets) * pending
-                    check_free_space(self.writer.fields_dir, need)
+            if k == 0:  # no light on a field whose file cannot fit
+                try:  # with the fields taken but not yet written
+                    self.check_space(len(offsets), len(collected) + 1)
                 except DiskFullError as exc:
                     state["fatal"] = exc
                     acq.abort()

@@ -259,6 +259,7 @@ def _run_plan(
         scope.set_exposure(plan.tiles.exposure_ms)
         focus_of: Callable[[float, float], float] = lambda x, y: focus_z  # noqa: E731
         if af.mode == "focus_map" and any(t.field_id not in run.done_before for t in tiles):
+            run.check_space(len(plan.tiles.z.offsets_um()))  # before the map's z scans
             r = plan.region
             pts = map_points((r.x_um, r.x_max_um), (r.y_um, r.y_max_um), af.map_points)
             measured = []
@@ -309,6 +310,7 @@ def _run_plan(
         run.total = len(tiles) + len(targets) + n_flats
         # -- oil, then pass 2: targets ----------------------------------------------------------
         if any(t.field_id not in run.done_before for t in targets):
+            run.check_space(len(plan.targets.z.offsets_um()))  # before asking for oil
             run.phase = "oil"
             run.report()
             if pause_for_oil is not None and not pause_for_oil():

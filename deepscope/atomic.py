@@ -49,7 +49,8 @@ def check_free_space(directory: str | os.PathLike[str], nbytes: int) -> None:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the entries of *directory* (renames, deletions) durable."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
@@ -79,7 +80,7 @@ def atomic_path(final: str | os.PathLike[str], *, size_hint: int = 0) -> Iterato
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except DiskFullError:
         tmp.unlink(missing_ok=True)
         raise

@@ -5,6 +5,11 @@ A pairs directory holds ``pairs.json`` (:class:`PairSet`) and, per accepted pair
 (registered 100x target, ``(h * scale, w * scale, c)``), covering exactly the same area. Pairs
 made on the simulator may also carry ``truth``: the noise-free 100x image of the same area,
 rendered at the true pose, in the units of ``hr`` (for :mod:`model.training.evaluate`).
+
+``pairs.json`` is what makes the directory complete: registration removes it (and the QC report)
+before it replaces any pair file, deletes the pair files the new run does not name, and writes
+``pairs.json`` last. A run that was killed leaves no ``pairs.json``, never one that describes
+other files than those on disk.
 """
 
 from __future__ import annotations
@@ -113,7 +118,10 @@ def load_pairset(directory: str | Path) -> PairSet:
     """Read and validate ``pairs.json`` of a pairs directory."""
     path = Path(directory) / PAIRS_NAME
     if not path.is_file():
-        raise InputError(f"{directory} is not a pairs directory: {PAIRS_NAME} is missing")
+        why = f"{directory} is not a pairs directory: {PAIRS_NAME} is missing"
+        if (Path(directory) / "pairs").is_dir():
+            why += "; a registration into it did not finish, rerun deepscope register"
+        raise InputError(why)
     return load_validated(path, PairSet, "pairs file")
 
 

@@ -84,3 +84,22 @@ def test_disk_full_mid_run_stops_without_reimaging(
     assert (summary.done, summary.failed, summary.skipped) == (19, 0, 9 + len(targets))
     lines = (root.parent / "ds" / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 19  # nothing repeated
+
+
+def test_resume_onto_a_full_disk_images_nothing(small_fs: MakeFs) -> None:  # noqa: F811
+    root = small_fs("3m")
+    # 128 px: tiles 96 kB, 7-plane 100x fields 0.69 MB; the disk fills after a few fields
+    plan = small_plan(
+        targets={"count": 6, "seed": 2, "exposure_ms": 2, "z": {"slices": 7, "step_um": 0.4}}
+    )
+    with pytest.raises(DiskFullError):
+        run_acquisition(plan, root / "ds", make_core(seed=1))
+    manifest = (root / "ds" / "manifest.jsonl").read_bytes()
+    done = len(open_dataset(root / "ds").done("target"))
+    assert 0 < done < 6
+    core = make_core(seed=1)
+    with pytest.raises(DiskFullError, match=r"disk full: .* MB free, the next file needs"):
+        run_acquisition(plan, root / "ds", core, resume=True)
+    assert microscope_of(core).snap_log == []  # no field imaged, no light on the sample
+    assert (root / "ds" / "manifest.jsonl").read_bytes() == manifest
+    assert not list((root / "ds").rglob("*.partial"))

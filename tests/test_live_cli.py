@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,3 +90,50 @@ def test_live_cli_refuses_a_model_for_another_pixel_size(
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames_enhanced"] >= 1
     assert summary["paused"] is None
+
+
+def test_second_recorder_into_the_same_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deepscope.cli import main
+
+    torch.manual_seed(0)
+    net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
+    model = save_model(
+        tmp_path / "model",
+        net,
+        ModelConfig(network=net.config, normalisation=Normalisation.identity(3, 4095.0)),
+    )
+    rec = tmp_path / "rec"
+    args = ["live", str(model), "--simulate", "--headless", "--device", "cpu", "--json"]
+    args += ["--roi", "0", "0", "48", "32", "--exposure-ms", "5", "--record", str(rec)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "deepscope.cli", *args, "--frames", "400"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (rec / "frames.jsonl").is_file():  # the first is recording
+            assert first.poll() is None, "the first recorder ended before recording"
+            assert time.monotonic() < deadline, "nothing recorded"
+            time.sleep(0.01)
+        assert main([*args, "--frames", "3"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(f"deepscope: error: {rec} is in use by another deepscope")
+        assert f"pid {first.pid} (" in err[0]
+        assert " live " in err[0]
+    finally:
+        out, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr.decode()[-2000:]
+    summary = json.loads(out)
+    frames = sorted((rec / "raw").glob("*.ome.tif"))
+    assert len(frames) == summary["recorded"] == summary["frames_in"] >= 400
+    # the recording is kept: a later recorder into the same directory is refused as well
+    assert main([*args, "--frames", "3"]) == 2
+    assert "already holds a recording" in capsys.readouterr().err
+    assert sorted((rec / "raw").glob("*.ome.tif")) == frames

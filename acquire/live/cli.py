@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from acquire.backends import add_roi_option, add_scope_options
 from deepscope.cliutil import common_options, emit_json
 from deepscope.errors import HardwareError, InputError
+from deepscope.locking import directory_lock
+
+if TYPE_CHECKING:
+    from acquire.plan import CameraROI
 
 log = logging.getLogger("deepscope.live")
 
@@ -37,7 +43,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--frames", type=int, default=None, help="stop after N camera frames (headless default 50)"
     )
-    p.add_argument("--record", type=Path, default=None, metavar="DIR", help="save raw frames")
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save raw frames into DIR (new, or without a recording; locked while recording)",
+    )
     p.add_argument(
         "--save-enhanced", action="store_true", help="also save enhanced frames (with --record)"
     )
@@ -66,9 +78,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_live(args: argparse.Namespace) -> int:
     """Handle ``deepscope live``."""
-    from acquire.backends import ScopeChoice, open_core, roi_from_option, set_camera_roi
-    from acquire.live.pipeline import LivePipeline
-    from model.inference.engine import Enhancer
+    from acquire.backends import roi_from_option
+    from acquire.live.recorder import MANIFEST
 
     frames = args.frames if args.frames is not None else (50 if args.headless else None)
     if frames is not None and frames < 1:
@@ -78,6 +89,23 @@ def run_live(args: argparse.Namespace) -> int:
     if args.stop_timeout <= 0:
         raise InputError(f"--stop-timeout {args.stop_timeout} must be positive")
     roi = roi_from_option(args.roi)
+    with contextlib.ExitStack() as held:
+        if args.record is not None:  # one recorder per directory, before the camera starts
+            held.enter_context(directory_lock(args.record))
+            if (args.record / MANIFEST).exists():
+                raise InputError(
+                    f"{args.record} already holds a recording ({MANIFEST}); choose a new "
+                    "--record directory"
+                )
+        return _run(args, frames, roi)
+
+
+def _run(args: argparse.Namespace, frames: int | None, roi: CameraROI | None) -> int:
+    """Load the model, open the microscope and run the pipeline (the record lock is held)."""
+    from acquire.backends import ScopeChoice, open_core, set_camera_roi
+    from acquire.live.pipeline import LivePipeline
+    from model.inference.engine import Enhancer
+
     enhancer = Enhancer.from_dir(
         args.model_dir,
         device=args.device,

@@ -23,13 +23,14 @@ warped onto a grid exactly ``scale`` times finer covering the same area.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 from scipy.optimize import minimize
 
+from deepscope.ometiff import ImageMeta
 from model.registration import align
 from model.registration.focus import (
     best_focus_index,
@@ -80,6 +81,8 @@ class TileSet:
     pixel_um: float
     ids: list[str]
     raw_peak: float = 0.0  # largest stored value before flat-field correction
+    #: each tile's file metadata at the plane used (:func:`~model.registration.provenance.at_plane`)
+    sources: list[ImageMeta] = field(default_factory=list)
 
     def slide_to_mosaic(self, x_um: float, y_um: float) -> tuple[float, float]:
         """Mosaic pixel of a slide position, through the nearest tile's stage position."""
@@ -147,14 +150,17 @@ class Rejection:
     metrics: dict[str, Any]
 
 
-def collapse_stack(stack: np.ndarray, edof: bool) -> tuple[np.ndarray, str]:
-    """``(z, y, x, c)`` -> ``(y, x, c)`` float32 by EDOF or best-focus slice; and how."""
+def collapse_stack(stack: np.ndarray, edof: bool) -> tuple[np.ndarray, str, float]:
+    """``(z, y, x, c)`` -> ``(y, x, c)`` float32 by EDOF or best-focus slice.
+
+    Also returns how, and the plane index the image stands for (an EDOF image: the centre).
+    """
     if stack.shape[0] == 1:
-        return stack[0].astype(np.float32), "single plane"
+        return stack[0].astype(np.float32), "single plane", 0.0
     if edof:
-        return edof_wavelet(stack), "edof"
+        return edof_wavelet(stack), "edof", (stack.shape[0] - 1) / 2
     k = best_focus_index(stack)
-    return stack[k].astype(np.float32), f"slice {k}"
+    return stack[k].astype(np.float32), f"slice {k}", float(k)
 
 
 def locate_field(

@@ -17,11 +17,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
-from deepscope.atomic import remove_partials
+from deepscope.atomic import fsync_dir, remove_partials
 from deepscope.errors import InputError
 from deepscope.locking import locks_directory
-from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
-from model.pairs import IntensityMatch, Pair, PairSet, Transform, save_pairset
+from deepscope.ometiff import ImageMeta, read_ome_tiff, write_ome_tiff
+from model.pairs import PAIRS_NAME, IntensityMatch, Pair, PairSet, Transform, save_pairset
 from model.registration import align, qc
 from model.registration.flatfield import FlatField
 from model.registration.focus import best_focus_index, to_gray
@@ -38,6 +38,7 @@ from model.registration.pairing import (
     fit_common,
     locate_field,
 )
+from model.registration.provenance import at_plane, pair_meta
 from model.registration.sources import FieldEntry, Inputs, open_inputs
 from model.registration.splits import assign_splits
 from model.registration.stitch import stitch_tiles
@@ -150,12 +151,14 @@ def _flat_field(inputs: Inputs, role: str) -> FlatField | None:
 def _load_tiles(
     inputs: Inputs, max_shift_px: float, flat_field: FlatField | None = None
 ) -> TileSet:
-    images, grays, flats = [], [], []
+    images, grays, flats, sources = [], [], [], []
     peak = 0.0
     for entry in tqdm(inputs.tiles, desc="tiles", unit="tile", leave=False):
-        stack, _ = read_ome_tiff(entry.path)
+        stack, meta = read_ome_tiff(entry.path)
         peak = max(peak, float(stack.max()))
-        img = stack[best_focus_index(stack)] if stack.shape[0] > 1 else stack[0]
+        k = best_focus_index(stack) if stack.shape[0] > 1 else 0
+        img = stack[k]
+        sources.append(at_plane(meta, k))
         if flat_field is not None:
             img = flat_field.apply(img)
         images.append(img)
@@ -174,6 +177,7 @@ def _load_tiles(
         p,
         [e.field_id for e in inputs.tiles],
         peak,
+        sources,
     )
 
 
@@ -194,6 +198,7 @@ class Accepted:
 def _finish(
     loc: Located,
     image: np.ndarray,
+    source: ImageMeta,
     entry: FieldEntry,
     common: tuple[float, float] | None,
     tiles: TileSet,
@@ -204,7 +209,7 @@ def _finish(
     dtype: np.dtype[Any],
     samples: list[tuple[str, np.ndarray, np.ndarray]],
 ) -> Accepted | Rejection:
-    """Final transform, crop, warp and write one located field."""
+    """Final transform, crop, warp and write one located field (*source*: its file's metadata)."""
     fin = final_transform(loc, tiles, common, opts.max_residual_px)
     if isinstance(fin, Rejection):
         return fin
@@ -223,21 +228,25 @@ def _finish(
     # slide position of the crop centre, through its tile's stage position
     x_um = cx_um + (cut.crop_xy[0] + (nw - 1) / 2 - (tw - 1) / 2) * tiles.pixel_um
     y_um = cy_um + (cut.crop_xy[1] + (nh - 1) / 2 - (th - 1) / 2) * tiles.pixel_um
-    plane = (PlaneMeta(x_um=x_um, y_um=y_um, z_um=0.0),)
-    ann = {"field_id": entry.field_id, "tile_id": tiles.ids[loc.tile]}
+    ann = {
+        "field_id": entry.field_id,
+        "tile_id": tiles.ids[loc.tile],
+        "target_focus": str(loc.metrics["focus"]),  # how hr was made of the z-stack
+    }
     lr_rel = f"{PAIRS_SUBDIR}/{entry.field_id}_lr.ome.tif"
     hr_rel = f"{PAIRS_SUBDIR}/{entry.field_id}_hr.ome.tif"
     root = pairs_dir.parent
     integer = np.issubdtype(dtype, np.integer)
+    lr_source = tiles.sources[loc.tile]
     write_ome_tiff(
         root / lr_rel,
         (np.rint(cut.lr) if integer else cut.lr).astype(dtype),
-        ImageMeta(pixel_size_um=tiles.pixel_um, planes=plane, annotations=ann, name="lr"),
+        pair_meta(lr_source, tiles.pixel_um, (x_um, y_um), "lr", ann),
     )
     write_ome_tiff(
         root / hr_rel,
         (np.rint(hr) if integer else hr).astype(dtype),
-        ImageMeta(pixel_size_um=tiles.pixel_um / scale, planes=plane, annotations=ann, name="hr"),
+        pair_meta(source, tiles.pixel_um / scale, (x_um, y_um), "hr", ann),
     )
     if len(samples) < opts.overview_pairs:
         samples.append((entry.field_id, to_gray(cut.lr), to_gray(hr)))
@@ -292,23 +301,25 @@ def register_dataset(
     total = len(inputs.targets)
     steps = 2 * total
     found: dict[str, Located] = {}
+    sources: dict[str, ImageMeta] = {}  # each located field's metadata at the plane it stands for
     outcome: dict[str, Rejection | Accepted] = {}
     cache = out / CACHE_SUBDIR  # collapsed 100x images between the passes; a crash's leftovers
     shutil.rmtree(cache, ignore_errors=True)  # are cleared here
     cache.mkdir()
     for done, entry in enumerate(tqdm(inputs.targets, desc="locate", unit="field"), start=1):
-        stack, _ = read_ome_tiff(entry.path)
+        stack, meta = read_ome_tiff(entry.path)
         if stack.shape[-1] != inputs.channels:
             raise InputError(
                 f"{entry.path}: {stack.shape[-1]} channels, the tiles have {inputs.channels}"
             )
         if flat_targets is not None:
             stack = np.clip(flat_targets.apply(stack), 0, white)
-        image, how = collapse_stack(stack, opts.edof)
+        image, how, index = collapse_stack(stack, opts.edof)
         res = locate_field(image, entry.x_um + dx, entry.y_um + dy, p_hr, tiles, limits)
         res.metrics["focus"] = how
         if isinstance(res, Located):
             found[entry.field_id] = res
+            sources[entry.field_id] = at_plane(meta, index)
             np.save(cache / f"{entry.field_id}.npy", image)
         else:
             outcome[entry.field_id] = res
@@ -321,12 +332,14 @@ def register_dataset(
         log.info("common rotation %.4f deg, scale %.6f", *common)
     timings["common_fit"] = time.perf_counter() - t0 - sum(timings.values())
     samples: list[tuple[str, np.ndarray, np.ndarray]] = []
+    _withdraw_results(out)  # the pair files about to be replaced no longer match them
     for done, entry in enumerate(tqdm(inputs.targets, desc="pairs", unit="field"), start=total + 1):
         loc = found.get(entry.field_id)
         if loc is not None:
             outcome[entry.field_id] = _finish(
                 loc,
                 np.load(cache / f"{entry.field_id}.npy"),
+                sources[entry.field_id],
                 entry,
                 common,
                 tiles,
@@ -396,7 +409,6 @@ def register_dataset(
         seed=opts.seed,
         pairs=pairs,
     )
-    save_pairset(out, pairset)
     edges = tiles.mosaic.edges
     stitching = {
         "edges": len(edges),
@@ -417,6 +429,8 @@ def register_dataset(
         "common_scale_vs_nominal": None if common is None else common[1] * scale,
     }
     qc_summary = qc.write_reports(out, pairset, stitching, model, opts.model_dump(mode="json"))
+    _remove_stale_pairs(pairs_dir, pairset)
+    save_pairset(out, pairset)  # last: a pairs directory is complete once pairs.json is there
     seconds = time.perf_counter() - t0
     timings["reports"] = seconds - sum(timings.values())
     return RegistrationSummary(
@@ -436,6 +450,33 @@ def register_dataset(
         seconds_per_field=round(seconds / max(total, 1), 3),
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
+
+
+def _withdraw_results(out: Path) -> None:
+    """Remove ``pairs.json`` and the QC report of an earlier run before its pair files change.
+
+    A run killed from here on leaves no ``pairs.json``: the directory then reads as unfinished
+    instead of describing pair files that the new run has already replaced.
+    """
+    for name in (PAIRS_NAME, qc.QC_JSON, qc.QC_MD, qc.QC_PNG):
+        (out / name).unlink(missing_ok=True)
+    fsync_dir(out)
+
+
+def _remove_stale_pairs(pairs_dir: Path, pairset: PairSet) -> None:
+    """Delete files in *pairs_dir* that *pairset* does not name (pairs of an earlier run)."""
+    keep = {
+        Path(rel).name
+        for p in pairset.accepted()
+        for rel in (p.lr, p.hr, p.truth)
+        if rel is not None
+    }
+    stale = [f for f in pairs_dir.iterdir() if f.is_file() and f.name not in keep]
+    for f in stale:
+        f.unlink()
+    if stale:
+        log.info("removed %d pair file(s) of an earlier run", len(stale))
+        fsync_dir(pairs_dir)
 
 
 def _overview(

@@ -55,7 +55,7 @@ def truth_image(
         raise InputError(
             f"pair {pair.pair_id}: truth {stack.shape} does not match its target {target.shape}"
         )
-    image, _ = collapse_stack(stack, edof)
+    image, _, _ = collapse_stack(stack, edof)
     if pair.intensity is not None:
         image = apply_linear(
             image, list(zip(pair.intensity.gain, pair.intensity.offset, strict=True))
