@@ -163,8 +163,30 @@ def test_edof_does_not_amplify_noise(scene):
     glass = np.full((5, 128, 128), 1000.0, np.float32) + rng.normal(0, 30, (5, 128, 128))
     flat = edof_wavelet(glass.astype(np.float32)[..., None])[..., 0]
     assert float(flat.std()) < 0.6 * 30
-    # and detail present in one slice only still comes from that slice
+    # and detail present in one slice only still comes from that slice: the fine band of the
+    # clean image is kept (a blurred slice keeps 0.41 of it), and the error is below the noise
     blur = cv2.GaussianBlur(clean, (0, 0), 3)
     one = np.stack([blur, blur, clean, blur, blur]) + rng.normal(0, sigma, (5, 256, 256))
     fused_one = edof_wavelet(one.astype(np.float32)[..., None])[..., 0]
-    assert sharpness(fused_one) > 0.9 * sharpness(one[2])
+    band = cv2.GaussianBlur(clean, (0, 0), 1) - cv2.GaussianBlur(clean, (0, 0), 2)
+    fused_band = cv2.GaussianBlur(fused_one, (0, 0), 1) - cv2.GaussianBlur(fused_one, (0, 0), 2)
+    assert float((fused_band * band).sum() / (band * band).sum()) > 0.8
+    assert float(np.sqrt(np.mean((fused_one - clean) ** 2))) < 0.8 * sigma
+
+
+def test_edof_leaves_no_seam_where_the_sharp_slice_changes(scene):
+    # two noise-free slices, each sharp on one side of a curved boundary: the fusion must follow
+    # the boundary without the blocky steps a hard per-coefficient choice in a decimated
+    # wavelet transform leaves (max error 0.6 of the blur's, streaks in the 100x targets)
+    sharp = scene[:256, :256].astype(np.float32)
+    blur = cv2.GaussianBlur(sharp, (0, 0), 3)
+    yy, xx = np.mgrid[:256, :256]
+    inside = ((yy - 121.3) ** 2 + (xx - 133.7) ** 2 < 70.0**2).astype(np.float32)
+    m = cv2.GaussianBlur(inside, (0, 0), 1.5)
+    stack = np.stack([m * sharp + (1 - m) * blur, (1 - m) * sharp + m * blur])
+    fused = edof_wavelet(stack[..., None])[..., 0]
+    inner = (slice(16, -16), slice(16, -16))
+    assert np.abs(fused - sharp)[inner].max() < 0.4 * np.abs(blur - sharp)[inner].max()
+    assert np.sqrt(np.mean((fused - sharp)[inner] ** 2)) < 0.5 * min(
+        np.sqrt(np.mean((s - sharp)[inner] ** 2)) for s in stack
+    )

@@ -107,7 +107,8 @@ def _blocky_field(size: int = 100) -> FieldPair:
 
 def test_crops_are_aligned_pairs_and_cover_every_position() -> None:
     sampler = CropSampler([_blocky_field()], Normalisation.identity(1), 2.5, 60)
-    assert sampler.counts.tolist() == [[21, 21]]  # even origins 0..40
+    # the 100-px field mirrored by half a crop (30 px) a side: even origins 0..100
+    assert sampler.counts.tolist() == [[51, 51]]
     seen = set()
     for step in range(40):
         lr, hr = sampler.batch(seed=0, step=step, size=16, augment=True)
@@ -118,6 +119,24 @@ def test_crops_are_aligned_pairs_and_cover_every_position() -> None:
         torch.testing.assert_close(blocks, lr[:, :, ::2, ::2], rtol=0, atol=1e-6)
         seen.update(float(v) for v in lr[:, 0, 0, 0])
     assert len(seen) > 200  # fresh crops every step, not a fixed list
+
+
+def test_crops_see_a_field_corner_as_often_as_its_centre() -> None:
+    # each 40x pixel holds its own index; count how often crops show each pixel of the field
+    lr = np.arange(40 * 40, dtype=np.float32).reshape(1, 40, 40)
+    field = FieldPair("a", lr, np.zeros((1, 100, 100), np.float32))
+    sampler = CropSampler([field], Normalisation.identity(1, 1.0), 2.5, 24)
+    seen = np.zeros(40 * 40)
+    for step in range(100):
+        crops, _ = sampler.batch(seed=0, step=step, size=32, augment=True)
+        seen += np.bincount(crops.numpy().astype(int).ravel(), minlength=40 * 40)
+    seen = seen.reshape(40, 40)
+    centre = seen[12:28, 12:28].mean()
+    # uniform crop origins without the mirror: the corner pixel in 1 of 81 crops, the centre
+    # in 144; with it, 169 and 144 (even origins: 13 of 25 rows and columns near a border)
+    assert 0.85 < seen[:4, :4].mean() / centre < 1.25
+    assert 0.85 < seen[:, :4].mean() / centre < 1.15
+    assert seen.min() > 0.7 * centre
 
 
 def test_batches_are_a_function_of_seed_and_step() -> None:

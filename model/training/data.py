@@ -84,12 +84,18 @@ class CropSampler:
     """Aligned random crops of whole normalised fields, drawn anew for every step.
 
     A crop's 40x origin is a multiple of the scale's denominator so that its 100x crop starts on
-    a whole pixel (for 2.5: even 40x origins). Fields are drawn in proportion to the number of
-    crop positions they hold, so every crop position of every training field is equally likely
-    and nothing is dropped; within a field, pixels less than a crop from its border are seen less
-    often than its centre (a corner pixel by the corner crop only). A batch is a pure function
-    of ``(seed, step)``: a resumed run or a DDP rank draws exactly what an uninterrupted
-    single-process run would.
+    a whole pixel (for 2.5: even 40x origins). Every field is mirrored (edge pixel repeated) by
+    half a crop on each side, 40x and 100x about the same edges (a field is first trimmed to a
+    whole number of origin steps, so that both edges lie on both grids), and the origins are
+    drawn uniformly over the mirrored field. A pixel ``k < P/2`` from the border then lies in
+    ``P/2 + k`` crops itself and in ``P/2 - k`` through its mirror image: every pixel is seen
+    by ``P`` crop positions, a corner as often as the centre (without the mirror a corner pixel
+    lies in one crop only, and on raw frames the learned offset suits the centre). A mirrored
+    pair is still a pair: the optics are symmetric, so the 40x of the mirrored specimen is the
+    mirrored 40x.
+    Fields are drawn in proportion to the number of crop positions they hold; nothing is
+    dropped. A batch is a pure function of ``(seed, step)``: a resumed run or a DDP rank draws
+    exactly what an uninterrupted single-process run would.
     """
 
     def __init__(
@@ -99,15 +105,27 @@ class CropSampler:
         self.p, self.q = frac.numerator, frac.denominator
         self.patch, self.hr_patch = patch, patch * self.p // self.q
         self.lr, self.hr, counts = [], [], []
+        self._pixels = 0
+        pad = round(patch / 2 / self.q) * self.q  # half a crop, whole origin steps
+        hr_pad = pad * self.p // self.q
         for f in fields:
-            ny = self._positions(f.lr.shape[1], f.hr.shape[1])
-            nx = self._positions(f.lr.shape[2], f.hr.shape[2])
-            if ny and nx:
-                lr = normalise(f.lr, norm.input_offset, norm.input_scale)
+            # whole origin steps whose 100x counterpart lies inside the target
+            ly, lx = (
+                min(n // self.q, m // self.p) * self.q
+                for n, m in zip(f.lr.shape[1:], f.hr.shape[1:], strict=True)
+            )
+            hy, hx = ly * self.p // self.q, lx * self.p // self.q
+            ny = self._positions(ly + 2 * pad, hy + 2 * hr_pad)
+            nx = self._positions(lx + 2 * pad, hx + 2 * hr_pad)
+            if ly >= patch and lx >= patch:
+                lr = normalise(f.lr[:, :ly, :lx], norm.input_offset, norm.input_scale)
+                lr = np.pad(lr, ((0, 0), (pad, pad), (pad, pad)), mode="symmetric")
                 self.lr.append(torch.from_numpy(lr))
-                hr = normalise(f.hr, norm.target_offset, norm.target_scale)
+                hr = normalise(f.hr[:, :hy, :hx], norm.target_offset, norm.target_scale)
+                hr = np.pad(hr, ((0, 0), (hr_pad, hr_pad), (hr_pad, hr_pad)), mode="symmetric")
                 self.hr.append(torch.from_numpy(hr))
                 counts.append((ny, nx))
+                self._pixels += ly * lx
         if not counts:
             raise InputError(
                 f"no {patch}x{patch} training crops: every training field is smaller; "
@@ -124,7 +142,7 @@ class CropSampler:
     @property
     def pixels(self) -> int:
         """40x pixels in the training fields the sampler draws from."""
-        return int(sum(t.shape[1] * t.shape[2] for t in self.lr))
+        return self._pixels
 
     def batch(
         self, seed: int, step: int, size: int, augment: bool, part: slice | None = None
