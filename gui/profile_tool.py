@@ -24,7 +24,8 @@ class ProfileTool:
         self.plot = pg.PlotWidget()
         self.plot.setLabel("bottom", "distance along the line (um)")
         self.plot.setLabel("left", "intensity")
-        self.plot.addLegend(offset=(-10, 10))
+        # one row of names on a dark band, above the curves (headroom at the top of the range)
+        self.plot.addLegend(offset=(10, 2), colCount=6, brush=(0, 0, 0, 220))
         self.plot.setMinimumHeight(160)
         self.plot.hide()
         self.lines: list[pg.LineSegmentROI] = []
@@ -98,6 +99,7 @@ class ProfileTool:
         ends = self.ends()
         if ends is None:
             return
+        lows, highs = [], []
         for p, pane in enumerate(self.panes):
             profile = pane.profile(*ends)
             channels = 0 if profile is None else profile.values.shape[1]
@@ -114,3 +116,8 @@ class ProfileTool:
                     curve = self.plot.plot(pen=pg.mkPen(colour, width=1.5, style=style), name=name)
                     self._curves[(p, c)] = curve
                 curve.setData(profile.distance_um, profile.values[:, c])
+                lows.append(float(profile.values[:, c].min()))
+                highs.append(float(profile.values[:, c].max()))
+        if lows:  # headroom above the curves for the legend
+            lo, hi = min(lows), max(highs)
+            self.plot.setYRange(lo, hi + 0.6 * max(hi - lo, 1.0), padding=0.02)
