@@ -67,6 +67,7 @@ class AcquisitionController(QObject):
     field_preview = Signal(object)  # FieldPreview
     oil_requested = Signal()
     finished = Signal(object)  # AcquisitionSummary
+    layout_ready = Signal(object)  # PlanLayout
     failed = Signal(str)
     running_changed = Signal(bool)
 
@@ -82,6 +83,7 @@ class AcquisitionController(QObject):
         self._task: BackgroundTask | None = None
         self._preview_task: BackgroundTask | None = None
         self._preview_pending = False
+        self._layout_task: BackgroundTask | None = None
         self.progressed.connect(self._on_progress)
 
     @property
@@ -141,6 +143,27 @@ class AcquisitionController(QObject):
             progress=self.progressed.emit,
             cancel=self._cancel,
         )
+
+    def preview_plan(self, plan: AcquisitionPlan, profile: MicroscopeProfile | None) -> None:
+        """Lay out *plan*'s fields over a quick overview in a worker; emits :attr:`layout_ready`."""
+        from acquire.profile import MicroscopeProfile
+        from gui.plan_preview import plan_layout
+
+        busy = self._layout_task is not None and self._layout_task.running
+        if self.running or busy:
+            raise InputError("the microscope is busy; preview the plan when it is idle")
+        task = BackgroundTask(
+            plan_layout,
+            plan,
+            self.core,
+            profile or MicroscopeProfile(),
+            name="deepscope-gui-plan-preview",
+            parent=self,
+        )
+        task.finished.connect(self.layout_ready.emit)
+        task.failed.connect(lambda exc: self.failed.emit(str(exc)))
+        self._layout_task = task
+        task.start()
 
     def _pause_for_oil(self) -> bool:  # worker thread: wait for the dialog's answer
         self._oil_answered.clear()
@@ -214,6 +237,6 @@ class AcquisitionController(QObject):
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel a running acquisition and join the worker threads."""
         self.cancel()
-        for task in (self._task, self._preview_task):
+        for task in (self._task, self._preview_task, self._layout_task):
             if task is not None:
                 task.join(timeout)

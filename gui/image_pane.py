@@ -15,7 +15,7 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QTransform
 
 from gui.display import auto_levels, downsample, to_gray
-from gui.measure import PixelValue, ScaleBar, value_at
+from gui.measure import LineProfile, PixelValue, ScaleBar, line_profile, value_at
 from model.inference.view import ViewWindow, display_window
 
 
@@ -154,3 +154,24 @@ class ImagePane:
         image, x0, y0, factor = self._drawn
         scale = self._pixel_scale
         return value_at(image, x0, y0, factor, x_view / scale, y_view / scale)
+
+    def profile(self, start: tuple[float, float], end: tuple[float, float]) -> LineProfile | None:
+        """Intensity per channel along the line from *start* to *end* (view points), in um.
+
+        Read from what is drawn (the full-resolution raw frame; the device-reduced view of an
+        enhanced frame); None without an image, a pixel size, or when the line leaves the image.
+        """
+        um_per_unit = self.scale_bar.um_per_unit
+        if self._drawn is None or um_per_unit is None:
+            return None
+        image, x0, y0, factor = self._drawn
+        s = self._pixel_scale
+        return line_profile(
+            image,
+            x0,
+            y0,
+            factor,
+            (start[0] / s, start[1] / s),
+            (end[0] / s, end[1] / s),
+            um_per_unit * s,
+        )

@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from acquire.live.sources import FrameMetaReader
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+from gui.measure import stage_step_um
 from gui.recording import Recording
 from gui.worker import BackgroundTask
 from model.inference.view import ViewRequest
@@ -442,6 +443,25 @@ class LiveController(QObject):
         self.core.waitForDevice(self.core.getXYStageDevice())
         if not self.running:
             self.stage_changed.emit(self.read_stage())
+
+    def centre_on(self, x_view: float, y_view: float) -> tuple[float, float]:
+        """Move the XY stage so that raw view point (*x_view*, *y_view*) becomes the centre.
+
+        Uses the shown frame's size and pixel size and the core's pixel-size affine (the
+        camera's orientation on the stage). Returns the move (um); InputError without a frame
+        or pixel size.
+        """
+        frame = self.current
+        if frame is None:
+            raise InputError("no frame to click on yet; start live mode or snap first")
+        px = float(frame.meta.get("pixel_size_um") or 0.0)
+        try:
+            affine = tuple(float(v) for v in self.core.getPixelSizeAffine())
+            dx, dy = stage_step_um(x_view, y_view, frame.raw.shape, px, affine)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.move_xy(dx, dy)
+        return dx, dy
 
     def move_z(self, dz_um: float) -> None:
         """Move the focus drive by a relative step."""

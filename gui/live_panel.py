@@ -39,11 +39,14 @@ from deepscope.errors import DeepscopeError
 from gui.image_pane import ImagePane
 from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
 from gui.measure import slide_um
+from gui.profile_tool import ProfileTool
 from gui.record_panel import RecordBox
 from gui.settings import MODEL_DIR, read_path
 from model.inference.view import ViewRequest
 
 if TYPE_CHECKING:
+    from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
+
     from acquire.live.frames import LiveFrame, LiveStats
     from gui.recording import RecordStatus
 
@@ -79,7 +82,8 @@ class LivePanel(QWidget):
     """The view of :class:`~gui.live_controller.LiveController`.
 
     Arrow keys move the stage by the step size (Up: -y, Right: +x), Page Up/Down move the
-    focus by the focus step.
+    focus by the focus step; a double click on the raw view centres the stage on that point.
+    "Profile" draws a line over both views and plots the intensity along it.
 
     Parameters
     ----------
@@ -121,13 +125,18 @@ class LivePanel(QWidget):
         self.raw_pane.view.sigRangeChanged.connect(self._on_range_changed)
         self.enhanced_pane.view.sigResized.connect(self._send_view)
         self.graphics.scene().sigMouseMoved.connect(self.show_cursor)
+        self.graphics.scene().sigMouseClicked.connect(self._on_click)
         self._histogram_timer = QTimer(self)
         self._histogram_timer.setInterval(HISTOGRAM_INTERVAL_MS)
         self._histogram_timer.timeout.connect(self._refresh_histograms)
         self._histogram_timer.start()
 
         layout = QHBoxLayout(self)
-        layout.addWidget(self.graphics, stretch=1)
+        views = QVBoxLayout()
+        views.addWidget(self.graphics, stretch=3)
+        self.profile_tool = ProfileTool(self.raw_pane, self.enhanced_pane)
+        views.addWidget(self.profile_tool.plot, stretch=1)
+        layout.addLayout(views, stretch=1)
         side_widget = QWidget()
         side = QVBoxLayout(side_widget)
         side.setContentsMargins(0, 0, 0, 0)
@@ -182,7 +191,13 @@ class LivePanel(QWidget):
         self.snap_button.clicked.connect(self.controller.snap)
         self.save_button = QPushButton("Save pair")
         self.save_button.clicked.connect(self.save_pair)
-        for b in (self.live_button, self.snap_button, self.save_button):
+        self.profile_button = QPushButton("Profile")
+        self.profile_button.setCheckable(True)
+        self.profile_button.setToolTip(
+            "a line on the images (drag its ends); intensity per channel along it, in um"
+        )
+        self.profile_button.toggled.connect(lambda on: self.profile_tool.set_active(on))
+        for b in (self.live_button, self.snap_button, self.save_button, self.profile_button):
             row.addWidget(b)
         rows.addLayout(self._display_row())
         return box
@@ -319,6 +334,7 @@ class LivePanel(QWidget):
             **self._look(),
         )
         self.frames_shown += 1
+        self.profile_tool.update()
 
     def show_enhanced(self, frame: LiveFrame) -> None:
         """Draw the newest enhanced frame (its device-reduced view, or the full frame)."""
@@ -348,6 +364,25 @@ class LivePanel(QWidget):
                 **look,
             )
         self.enhanced_shown += 1
+        self.profile_tool.update()
+
+    def _on_click(self, event: MouseClickEvent) -> None:
+        """A double click on the raw view moves the stage so that the point becomes the centre."""
+        if not event.double() or event.button() != Qt.MouseButton.LeftButton:
+            return
+        pos = event.scenePos()
+        if self.controller.current is None or not self.stage_box.isEnabled():
+            return
+        if not self.raw_pane.view.sceneBoundingRect().contains(pos):
+            return
+        p = self.raw_pane.view.mapSceneToView(pos)
+        event.accept()
+        try:
+            dx, dy = self.controller.centre_on(p.x(), p.y())
+        except (DeepscopeError, RuntimeError) as exc:
+            self._warn(f"cannot move the stage: {exc}")
+            return
+        self.status.setText(f"stage moved by {dx:+.1f}, {dy:+.1f} um to the clicked point")
 
     def show_paused(self, reason: str | None) -> None:
         """Say why enhancement is paused (e.g. another objective), or that it runs again."""

@@ -1,4 +1,4 @@
-"""The deepscope main window: live, acquisition and training panels in tabs."""
+"""The deepscope main window: live, acquisition, training and device panels in tabs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMainWindow, QTabWidget, QWidget
 
 from gui.acquisition_controller import AcquisitionController
 from gui.acquisition_panel import AcquisitionPanel
+from gui.device_panel import DevicePanel
 from gui.live_controller import LiveController
 from gui.live_panel import LivePanel
 from gui.menus import install_menus
@@ -64,6 +65,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.live_panel, "Live")
         self.tabs.addTab(self.acquisition_panel, "Acquisition")
         self.tabs.addTab(self.training_panel, "Training")
+        self.device_panel = DevicePanel(core)
+        self.tabs.addTab(self.device_panel, "Devices")
         self.setCentralWidget(self.tabs)
         self.live_panel.record_box.message.connect(self.statusBar().showMessage)
         self.statusBar().addPermanentWidget(self.live_panel.cursor_label)

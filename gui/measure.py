@@ -125,3 +125,69 @@ def slide_um(
     h, w = shape[:2]
     col, row = x_view - 0.5, y_view - 0.5  # pixel centres at integers
     return x_um + (col - (w - 1) / 2) * px, y_um + (row - (h - 1) / 2) * px
+
+
+@dataclass(frozen=True)
+class LineProfile:
+    """Intensity per channel along a line: ``values`` is ``(n, c)``, ``distance_um`` ``(n,)``."""
+
+    distance_um: np.ndarray
+    values: np.ndarray
+
+
+def line_profile(
+    image: np.ndarray,
+    x0: int,
+    y0: int,
+    factor: int,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    pixel_size_um: float,
+) -> LineProfile | None:
+    """Profile of *image* from *start* to *end* (full-image ``(col, row)``, pixel centres at .5).
+
+    *image* is the part of a full image from pixel (*x0*, *y0*) on, reduced by *factor* (as
+    :func:`value_at` takes it); *pixel_size_um* is the full image's pixel size. Sampled once per
+    *image* pixel by :func:`skimage.measure.profile_line` (linear interpolation); None when
+    the line is shorter than a pixel or leaves the image.
+    """
+    from skimage.measure import profile_line
+
+    def local(p: tuple[float, float]) -> tuple[float, float]:  # (row, col) in *image*
+        return ((p[1] - y0) / factor - 0.5, (p[0] - x0) / factor - 0.5)
+
+    src, dst = local(start), local(end)
+    h, w = image.shape[:2]
+    inside = all(-0.5 <= r <= h - 0.5 and -0.5 <= c <= w - 0.5 for r, c in (src, dst))
+    if not inside or math.dist(src, dst) < 1.0:
+        return None
+    data = image if image.ndim == 3 else image[..., None]
+    values = profile_line(
+        data.astype(np.float32), src, dst, order=1, mode="nearest", reduce_func=None
+    )
+    values = np.asarray(values, dtype=np.float32).reshape(-1, data.shape[-1])
+    step_um = math.dist(src, dst) / max(len(values) - 1, 1) * factor * pixel_size_um
+    return LineProfile(np.arange(len(values)) * step_um, values)
+
+
+def stage_step_um(
+    x_view: float,
+    y_view: float,
+    shape: tuple[int, ...],
+    pixel_size_um: float,
+    affine: tuple[float, ...] | None = None,
+) -> tuple[float, float]:
+    """Stage move (um) that brings raw view point (*x_view*, *y_view*) to the frame centre.
+
+    *affine* is Micro-Manager's pixel-size affine ``(a, b, tx, c, d, ty)`` (pixel -> stage
+    um, the camera's orientation on the stage); an all-zero or missing one means the image
+    axes are the stage axes at *pixel_size_um*.
+    """
+    if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
+        raise ValueError(f"pixel size {pixel_size_um} um must be positive to move by clicks")
+    h, w = shape[:2]
+    dc, dr = x_view - 0.5 - (w - 1) / 2, y_view - 0.5 - (h - 1) / 2
+    if affine is None or not any(affine[i] for i in (0, 1, 3, 4)):
+        return dc * pixel_size_um, dr * pixel_size_um
+    a, b, _, c, d, _ = affine
+    return a * dc + b * dr, c * dc + d * dr

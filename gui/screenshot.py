@@ -1,12 +1,13 @@
 """Grab a picture of the main window working on the simulated microscope.
 
-``python -m gui.screenshot OUT.png [--tab live|acquisition|training] [--model DIR]`` (run under
-Xvfb for a real X server, e.g. ``xvfb-run -a``). ``live`` runs live mode for ``--seconds`` (with
-``--record``, recording into a temporary folder) and points the cursor at the raw view's centre;
-``acquisition`` runs a small paired plan (the oil pause answered yes); ``training`` registers a
-small simulated dataset and trains a tiny network for ``--steps``. Without ``--model`` live mode
-uses an untrained tiny network, which with its global skip connection is exactly a bicubic
-upsample.
+``python -m gui.screenshot OUT.png [--tab live|acquisition|training|devices] [--model DIR]`` (run
+under Xvfb for a real X server, e.g. ``xvfb-run -a``). ``live`` runs live mode for ``--seconds``
+(with ``--record``, recording into a temporary folder) with the line profile across the frame
+and points the cursor at the raw view's centre; ``acquisition`` previews, then runs a small
+paired plan (the oil pause answered yes); ``training`` registers a small simulated dataset and
+trains a tiny network for ``--steps``; ``devices`` shows the Devices tab. Without ``--model``
+live mode uses an untrained tiny network, which with its global skip connection is exactly a
+bicubic upsample.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ def _live(window: MainWindow, seconds: float, record_into: Path | None) -> None:
     else:
         panel.record_box.folder_field.edit.setText(str(record_into))
         panel.record_box.toggle()
-    _wait(lambda: False, seconds)
+    _wait(lambda: window.live.current is not None, 30)
     shape = window.live.current.raw.shape if window.live.current is not None else (0, 0)
+    panel.profile_button.setChecked(True)
+    panel.profile_tool.set_ends((0.2 * shape[1], 0.6 * shape[0]), (0.8 * shape[1], 0.4 * shape[0]))
+    _wait(lambda: False, seconds)
     centre = QPointF(shape[1] / 2 + 0.5, shape[0] / 2 + 0.5)
     panel.show_cursor(panel.raw_pane.view.mapViewToScene(centre))
 
@@ -87,9 +91,14 @@ def _acquisition(window: MainWindow, tmp: Path) -> None:
     # with the profile a calibration would measure (here: the simulator's true offsets)
     panel.profile_field.edit.setText(str(_true_profile(window, tmp / "profile.yaml")))
     panel.out_field.edit.setText(str(tmp / "dataset"))
+    laid_out: list[object] = []
+    ctrl.layout_ready.connect(laid_out.append)
+    panel.preview_plan()
+    _wait(lambda: bool(laid_out), 120)
     panel.run()
     _wait(lambda: ctrl.summary is not None, 300)
     _wait(lambda: False, 1.0)  # the last field's preview
+    panel.pictures.setCurrentIndex(0)  # where the fields went, over the overview
 
 
 def _training(window: MainWindow, tmp: Path, steps: int) -> None:
@@ -118,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gui.screenshot", description=__doc__)
     parser.add_argument("out", type=Path, help="PNG file to write")
     parser.add_argument(
-        "--tab", choices=("live", "acquisition", "training"), default="live", help="panel to show"
+        "--tab",
+        choices=("live", "acquisition", "training", "devices"),
+        default="live",
+        help="panel to show",
     )
     parser.add_argument("--model", type=Path, help="model directory (default: tiny untrained)")
     parser.add_argument("--seconds", type=float, default=3.0, help="live time before the grab")
@@ -143,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             _live(window, args.seconds, Path(tmp) / "recordings" if args.record else None)
         elif args.tab == "acquisition":
             _acquisition(window, Path(tmp))
-        else:
+        elif args.tab == "training":
             _training(window, Path(tmp), args.steps)
+        else:
+            window.tabs.setCurrentWidget(window.device_panel)
+            _wait(lambda: False, 1.0)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(args.out))
         window.close()

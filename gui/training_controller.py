@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepscope.gui")
 
 
+class _CancelledError(Exception):
+    """Raised from registration's progress callback to stop it after Cancel.
+
+    Registration writes ``pairs.json`` only at its end and clears a stopped run's leftovers
+    when it starts again, so a cancelled registration leaves nothing half made.
+    """
+
+
 @dataclass(frozen=True)
 class TrainingJob:
     """What to run: register *dataset_dir* into *pairs_dir* (optional), then train."""
@@ -100,12 +108,9 @@ class TrainingController(QObject):
             from model.registration import register_dataset
 
             self.phase_changed.emit("registering")
-            register_dataset(
-                job.dataset_dir,
-                job.pairs_dir,
-                progress=lambda done, total: self.registration_progress.emit(done, total),
-            )
-            if self._cancel.is_set():
+            try:
+                register_dataset(job.dataset_dir, job.pairs_dir, progress=self._on_registered)
+            except _CancelledError:
                 return None
         from model.training import train_model
 
@@ -132,6 +137,12 @@ class TrainingController(QObject):
             return TrainingOutcome(result, None, str(exc))
         return TrainingOutcome(result, report)
 
+    def _on_registered(self, done: int, total: int) -> None:  # worker thread
+        """Relay registration progress; after Cancel, stop at the end of the current field."""
+        self.registration_progress.emit(done, total)
+        if self._cancel.is_set():
+            raise _CancelledError
+
     def _on_validation(self, metrics: ValMetrics) -> None:  # worker thread
         self.validated.emit(metrics)
 
@@ -151,7 +162,10 @@ class TrainingController(QObject):
         self.history.append(metrics)
 
     def cancel(self) -> None:
-        """Ask the job to stop after the current step; completed output is kept."""
+        """Stop registration after the current field, training after the current step.
+
+        Completed training output is kept (training resumes from its checkpoint).
+        """
         self._cancel.set()
 
     def shutdown(self, timeout: float = 30.0) -> None:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
 from PySide6.QtCore import Qt
@@ -203,3 +204,98 @@ def test_default_plan_is_the_documented_example_and_the_profile_reaches_the_data
     panel.run()
     assert messages
     assert "missing.yaml" in messages[-1]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(12.4, "12 s"), (250, "4 min 10 s"), (3900, "1 h 05 min"), (-3, "0 s")]
+)
+def test_eta_reads_in_h_min_s(seconds, text):
+    from gui.acquisition_panel import format_eta
+
+    assert format_eta(seconds) == text
+
+
+def test_form_and_yaml_edit_each_other(qtbot, make_window):
+    panel = make_window().acquisition_panel
+    panel.editor.setPlainText(TINY_PLAN.format(retries=1))
+    width = panel.form.fields[("region", "width_um")]
+    slices = panel.form.fields[("targets", "z", "slices")]
+    assert width.value() == 20.0
+    assert slices.value() == 1
+    # the form writes into the YAML, which stays the plan
+    width.setValue(31.5)
+    slices.setValue(4)
+    panel.form.fields[("autofocus", "mode")].setCurrentText("per_field")
+    panel.form.fields[("autofocus", "mode")].activated.emit(1)
+    plan = panel.plan()
+    assert plan.region.width_um == 31.5
+    assert plan.targets.z.slices == 4
+    assert plan.autofocus.mode == "per_field"
+    assert plan.targets.count == 1  # untouched keys stay
+    # the YAML writes into the form; invalid YAML disables the form instead
+    panel.editor.setPlainText(panel.editor.toPlainText().replace("height_um: 14.0", "height_um: 9"))
+    assert panel.form.fields[("region", "height_um")].value() == 9.0
+    panel.editor.setPlainText("region: [")
+    assert not panel.form.isEnabled()
+    assert "YAML" in panel.form.toolTip()
+
+
+def test_preview_draws_the_fields_the_acquisition_then_takes(
+    qtbot, make_window, tmp_path, oil, messages
+):
+    window = make_window()
+    panel = window.acquisition_panel
+    core = window.core
+    panel.editor.setPlainText(TINY_PLAN.format(retries=1))
+    start = core.getXYPosition()
+    qtbot.mouseClick(panel.preview_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "tiles yellow" in panel.layout_label.text(), timeout=WAIT_MS)
+    assert messages == []
+    assert panel.layout_label.text().startswith("4 tiles (40x), 1 target fields")
+    assert core.getXYPosition() == pytest.approx(start)  # the stage is put back
+    overview = panel.overview.image
+    assert overview is not None
+    assert overview.std() > 0  # real snaps, not an empty pane
+    rects = [item.rect() for item in panel._layout_items]
+    assert len(rects) == 5
+    centres = [(r.center().x(), r.center().y()) for r in rects]
+
+    ctrl = run_plan(qtbot, window, TINY_PLAN.format(retries=1), tmp_path / "ds")
+    qtbot.waitUntil(lambda: ctrl.summary is not None, timeout=WAIT_MS)
+    done = open_dataset(tmp_path / "ds").done()
+    acquired = sorted((r.x_um, r.y_um) for r in done if r.role in ("tile", "target"))
+    assert np.ravel(acquired) == pytest.approx(np.ravel(sorted(centres)), abs=1e-6)
+
+
+def test_cancel_stops_after_the_current_field_and_resume_completes(
+    qtbot, make_window, tmp_path, oil, messages
+):
+    window = make_window()
+    panel = window.acquisition_panel
+    ctrl = window.acquisition
+    seen: list[str] = []
+    ctrl.progressed.connect(lambda p: seen.append(panel.phase_label.text()))
+
+    def cancel_after_two(p):  # in the worker, as the second field is done: no race
+        if p.finished == 2:
+            ctrl.cancel()  # what the Cancel button calls
+
+    ctrl.progressed.connect(cancel_after_two, Qt.ConnectionType.DirectConnection)
+    run_plan(qtbot, window, TINY_PLAN.format(retries=1), tmp_path / "ds")
+    qtbot.waitUntil(lambda: ctrl.summary is not None, timeout=WAIT_MS)
+    assert ctrl.summary.cancelled
+    # fields already handed to the engine are finished, then it stops: before the targets
+    done = len(open_dataset(tmp_path / "ds").done())
+    assert 2 <= done < ctrl.summary.total
+    assert "cancelled" in panel.phase_label.text()
+    assert any(" left" in text for text in seen)  # the ETA, once a field is done
+    assert oil["asked"] == 0
+    ctrl.progressed.disconnect(cancel_after_two)
+
+    ctrl = run_plan(qtbot, window, TINY_PLAN.format(retries=1), tmp_path / "ds", resume=True)
+    qtbot.waitUntil(lambda: ctrl.summary is not None, timeout=WAIT_MS)
+    s = ctrl.summary
+    assert not s.cancelled
+    assert s.failed == 0
+    assert s.skipped == done
+    assert len(open_dataset(tmp_path / "ds").done()) == s.total == 5

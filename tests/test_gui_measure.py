@@ -3,9 +3,17 @@
 import numpy as np
 import pytest
 from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPoint, QPointF, Qt
 
-from gui.measure import format_length, nice_length, slide_um, value_at
+from gui.measure import (
+    format_length,
+    line_profile,
+    nice_length,
+    slide_um,
+    stage_step_um,
+    value_at,
+)
+from simulators.core import microscope_of
 
 WAIT_MS = 30_000
 
@@ -112,3 +120,95 @@ def test_cursor_shows_pixel_values_per_channel_and_slide_position(qtbot, make_wi
     values = [f"{v:.1f}" for v in frame.enhanced[51, 26]]
     expected = "  ".join(f"{c} {v}" for c, v in zip("RGB", values, strict=True))
     assert panel.cursor_label.text() == f"enhanced  {where}  {expected}"
+
+
+def test_line_profile_samples_each_pixel_along_the_line_in_um():
+    ramp = np.tile(np.arange(20, dtype=np.uint16) * 10, (8, 1))
+    image = np.stack([ramp, ramp + 1, ramp * 0], axis=-1)
+    # pixel centres (2, 4) -> (12, 4): view points (2.5, 4.5) -> (12.5, 4.5), 11 samples
+    p = line_profile(image, 0, 0, 1, (2.5, 4.5), (12.5, 4.5), 0.5)
+    assert p.values.shape == (11, 3)
+    assert p.distance_um == pytest.approx(np.arange(11) * 0.5)
+    assert p.values[:, 0] == pytest.approx(np.arange(2, 13) * 10)
+    assert p.values[:, 1] == pytest.approx(np.arange(2, 13) * 10 + 1)
+    # the part from x0 = 10 of a full image reduced 2x: full pixel 10 + 2 j + 0.5 is column j
+    reduced = line_profile(image, 10, 0, 2, (11.0, 1.0), (31.0, 1.0), 0.5)
+    assert reduced.values[:, 0] == pytest.approx(np.arange(11) * 10)
+    assert reduced.distance_um[-1] == pytest.approx(10.0)  # 20 full pixels of 0.5 um
+    assert line_profile(image, 0, 0, 1, (2.5, 4.5), (2.6, 4.5), 0.5) is None  # too short
+    assert line_profile(image, 0, 0, 1, (2.5, 4.5), (40.0, 4.5), 0.5) is None  # leaves it
+
+
+def test_stage_step_follows_the_pixel_size_and_the_cameras_orientation():
+    # a 4x6 frame: view point (5.5, 0.5) is pixel (5, 0), 2.5 right of and 1.5 above the centre
+    assert stage_step_um(5.5, 0.5, (4, 6, 3), 2.0) == pytest.approx((5.0, -3.0))
+    assert stage_step_um(5.5, 0.5, (4, 6), 2.0, (0, 0, 0, 0, 0, 0)) == pytest.approx((5.0, -3.0))
+    # a camera mounted with its x along the stage's -y and its y along the stage's +x
+    assert stage_step_um(5.5, 0.5, (4, 6), 2.0, (0, 2, 0, -2, 0, 0)) == pytest.approx((-3.0, -5.0))
+    with pytest.raises(ValueError, match="pixel size 0"):
+        stage_step_um(1.0, 1.0, (4, 6), 0.0)
+
+
+def test_line_profile_tool_plots_raw_and_enhanced_channels(qtbot, make_window, tiny_model):
+    window = make_window(tiny_model)
+    panel = window.live_panel
+    window.live.snap()
+    qtbot.waitUntil(lambda: panel.enhanced_shown >= 1, timeout=WAIT_MS)
+    tool = panel.profile_tool
+    assert not tool.plot.isVisible()
+    qtbot.mouseClick(panel.profile_button, Qt.MouseButton.LeftButton)
+    assert tool.plot.isVisible()
+    assert len(panel.raw_pane.view.addedItems) > 1
+    tool.set_ends((10.5, 20.5), (50.5, 20.5))
+    # the line on the enhanced pane follows
+    assert np.ravel(tool.ends()) == pytest.approx([10.5, 20.5, 50.5, 20.5])
+    enhanced_line = tool.lines[1]
+    a, b = (enhanced_line.mapToParent(h["item"].pos()) for h in enhanced_line.handles)
+    assert (a.x(), a.y(), b.x(), b.y()) == pytest.approx((10.5, 20.5, 50.5, 20.5))
+    curves = {c.name(): c for c in tool.plot.getPlotItem().listDataItems()}
+    assert set(curves) == {f"{pane} {c}" for pane in ("raw", "enhanced") for c in "RGB"}
+    frame = window.live.current
+    x, y = curves["raw G"].getData()
+    assert x[-1] == pytest.approx(40 * 0.185)
+    assert y == pytest.approx(frame.raw[20, 10:51, 1])
+    ex, ey = curves["enhanced R"].getData()
+    assert ex[-1] == pytest.approx(40 * 0.185)
+    assert len(ey) == 101  # one sample per enhanced pixel (2.5 per raw pixel)
+    qtbot.mouseClick(panel.profile_button, Qt.MouseButton.LeftButton)
+    assert not tool.plot.isVisible()
+    assert tool.ends() is None
+
+
+def test_double_click_on_the_raw_view_centres_the_stage_on_that_point(qtbot, make_window):
+    window = make_window()
+    panel = window.live_panel
+    truth = microscope_of(window.core)
+    window.live.snap()
+    qtbot.waitUntil(lambda: panel.frames_shown >= 1, timeout=WAIT_MS)
+    before = truth.snap_log[-1]
+    col, row = 100, 20  # a feature right of and above the centre of the 128x96 frame
+    target = before.affine() @ np.array([col, row, 1.0])
+    viewport = panel.graphics.viewport()
+    scene_pos = panel.raw_pane.view.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+    widget_pos = panel.graphics.mapFromScene(scene_pos)
+    left, at = Qt.MouseButton.LeftButton, QPoint(widget_pos)
+    # what a real double click delivers: press, release, double click, release
+    qtbot.mouseClick(viewport, left, pos=at)
+    qtbot.mouseDClick(viewport, left, pos=at)
+    qtbot.mouseRelease(viewport, left, pos=at)
+    qtbot.waitUntil(lambda: "stage moved" in panel.status.text(), timeout=WAIT_MS)
+    window.live.snap()
+    qtbot.waitUntil(lambda: window.live.current.index == -2, timeout=WAIT_MS)
+    after = truth.snap_log[-1]
+    h, w = window.live.current.raw.shape[:2]
+    centre = after.affine() @ np.array([(w - 1) / 2, (h - 1) / 2, 1.0])
+    # the open-loop stage lands off its command (backlash, repeatability); the simulator
+    # knows by how much. Without that, the clicked feature is at the centre up to the
+    # objective's small rotation and magnification error: under a pixel
+    landing = np.array(
+        [after.true_x_um - after.commanded_x_um, after.true_y_um - after.commanded_y_um]
+    )
+    assert np.hypot(*(centre - landing - target)) < before.pixel_size_um
+    assert np.hypot(*(centre - target)) < 3 * truth.xy_stage.backlash_um
+    moved = np.hypot(target[0] - before.true_x_um, target[1] - before.true_y_um)
+    assert moved > 30 * before.pixel_size_um

@@ -28,6 +28,8 @@ def test_menus_and_shortcuts_drive_the_window(qtbot, make_window):
     file_menu = window.menuBar().actions()[0].menu()
     assert [a.text() for a in file_menu.actions() if a.text()] == [
         "&Open model...",
+        "Open &dataset...",
+        "Open &profile...",
         "&Save snap...",
         "&Quit",
     ]
@@ -120,3 +122,47 @@ def test_about_shows_the_versions_deepscope_info_prints(make_window, monkeypatch
     assert f"deepscope      {__version__}" in shown[0]
     for name in ("pymmcore-plus", "torch", "PySide6", "pyqtgraph", "mm adapters"):
         assert name in shown[0]
+
+
+def test_open_dataset_and_profile_from_the_file_menu(
+    qtbot, make_window, tmp_path, monkeypatch, messages
+):
+    from PySide6.QtWidgets import QFileDialog
+
+    from acquire.profile import MicroscopeProfile
+    from model.registration.simulated import make_simulated_dataset
+
+    make_simulated_dataset(tmp_path / "ds", seed=3, grid=(2, 2), sensor_px=64, n_targets=1)
+    MicroscopeProfile().to_file(tmp_path / "profile.yaml")
+    window = make_window()
+    panel = window.acquisition_panel
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "ds"))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *a, **k: (str(tmp_path / "profile.yaml"), "")
+    )
+    window.menu_actions["open dataset"].trigger()
+    assert panel.out_field.path() == tmp_path / "ds"
+    assert panel.resume_box.isChecked()
+    assert window.training_panel.dataset_field.path() == tmp_path / "ds"
+    assert window.tabs.currentWidget() is panel
+    assert panel.field_list.count() == 5  # 4 tiles and 1 target, read from the manifest
+    assert "5 fields done" in window.statusBar().currentMessage()
+    window.menu_actions["open profile"].trigger()
+    assert panel.profile_field.path() == tmp_path / "profile.yaml"
+    assert "not calibrated" in window.statusBar().currentMessage()
+    assert messages == []
+    # a folder that is no dataset, a file that is no profile: one line each, nothing changes
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.yaml").write_text("objectives: 3\n")
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "empty")
+    )
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *a, **k: (str(tmp_path / "bad.yaml"), "")
+    )
+    window.menu_actions["open dataset"].trigger()
+    window.menu_actions["open profile"].trigger()
+    assert len(messages) == 2
+    assert "not a deepscope dataset" in messages[0]
+    assert panel.out_field.path() == tmp_path / "ds"
+    assert panel.profile_field.path() == tmp_path / "profile.yaml"

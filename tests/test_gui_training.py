@@ -120,3 +120,30 @@ def test_results_table_shows_every_header_and_value_in_full(qtbot, make_window):
     for col, text in enumerate(("richardson_lucy (a long method name)", "0.8123", "31.42")):
         table.setItem(0, col, QTableWidgetItem(text))
     qtbot.waitUntil(fits, timeout=2000)
+
+
+def test_cancel_stops_registration_after_the_current_field(qtbot, make_window, tmp_path, messages):
+    from model.registration.simulated import make_simulated_dataset
+
+    make_simulated_dataset(
+        tmp_path / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=6, z_slices=1
+    )
+    window = make_window()
+    panel, ctrl = window.training_panel, window.training
+    fill_form(panel, tmp_path / "pairs", tmp_path / "model", steps=4, dataset=tmp_path / "ds")
+    steps = []
+
+    def cancel_at_first(done, total):
+        steps.append(done)
+        if len(steps) == 1:
+            qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+
+    ctrl.registration_progress.connect(cancel_at_first)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not ctrl.running, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.phase_label.text() == "cancelled", timeout=WAIT_MS)
+    # the click reaches the worker while it locates the next field: it stops after that one
+    assert 1 <= max(steps) <= 3 < 12
+    assert not (tmp_path / "pairs" / "pairs.json").exists()
+    assert not (tmp_path / "model").exists()
+    assert messages == []

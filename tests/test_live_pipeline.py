@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from acquire.live.frames import LiveStats
-from acquire.live.pipeline import LivePipeline
+from acquire.live.pipeline import LivePipeline, record_queue_frames
 from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
 from acquire.live.sources import ReplaySource
 from deepscope.atomic import read_jsonl
@@ -154,6 +154,16 @@ def test_slow_model_drops_preview_frames_but_records_all(
     )
 
 
+def test_recording_queue_holds_the_budget_in_real_rgb_frames(core: SimulatedCore) -> None:
+    # an RGB camera reports 8 bytes per pixel (4 components of 16 bit); counting the components
+    # again sized the queue for a quarter of the frames the budget holds
+    core.snapImage()
+    frame_bytes = np.asarray(core.getImage()).nbytes
+    budget_mb = 400 * frame_bytes / 2**20
+    frames = record_queue_frames(core, budget_mb)
+    assert 400 * 0.7 <= frames <= 400
+
+
 def test_recording_overflow_fails_loudly(
     core: SimulatedCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,7 +238,7 @@ PYCRO_LIVE = textwrap.dedent(
     import json, sys, torch
     from pathlib import Path
     from pycromanager import Acquisition, multi_d_acquisition_events
-    from acquire.live.pipeline import LivePipeline
+    from acquire.live.pipeline import LivePipeline, record_queue_frames
     from acquire.pycro_core import pycro_engine
     from model.config import ModelConfig, NetworkConfig
     from model.inference.engine import Enhancer

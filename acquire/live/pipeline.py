@@ -45,6 +45,16 @@ Job = tuple[int, np.ndarray, float, dict[str, Any]]
 STATS_WINDOW = 10_000
 
 
+def record_queue_frames(core: CMMCorePlus, budget_mb: float) -> int:
+    """Camera frames that fit in *budget_mb* of recording queue (at least 4).
+
+    A frame is width x height x ``getBytesPerPixel()``, which already counts every component
+    of an RGB camera (Micro-Manager's RGB64: 8 bytes for 4 x 16 bit).
+    """
+    frame_bytes = core.getImageWidth() * core.getImageHeight() * max(1, core.getBytesPerPixel())
+    return max(4, int(budget_mb * 2**20 // max(1, frame_bytes)))
+
+
 class LivePipeline:
     """Enhance every new camera frame without ever holding up the camera.
 
@@ -292,14 +302,7 @@ class LivePipeline:
             raise InputError(
                 "the core reports pixel size 0; define a pixel size configuration to record"
             )
-        frame_bytes = (
-            core.getImageWidth()
-            * core.getImageHeight()
-            * max(1, core.getBytesPerPixel())
-            * max(1, core.getNumberOfComponents())
-        )
-        max_queued = max(4, int(self.record_budget_mb * 2**20 // max(1, frame_bytes)))
-        return Recorder(directory, max_queued=max_queued)
+        return Recorder(directory, max_queued=record_queue_frames(core, self.record_budget_mb))
 
     def _fail(self, exc: BaseException) -> None:
         log.error("live mode stopping: %s", exc)
