@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 from dlm_pairs import write_pairs
 from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
@@ -132,18 +134,25 @@ def test_cancel_stops_registration_after_the_current_field(qtbot, make_window, t
     panel, ctrl = window.training_panel, window.training
     fill_form(panel, tmp_path / "pairs", tmp_path / "model", steps=4, dataset=tmp_path / "ds")
     steps = []
+    clicked = threading.Event()
 
-    def cancel_at_first(done, total):
+    def hold_worker(done, total):  # worker thread: wait until the click below has landed
         steps.append(done)
         if len(steps) == 1:
-            qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+            assert clicked.wait(WAIT_MS / 1000)
 
-    ctrl.registration_progress.connect(cancel_at_first)
+    def cancel_at_first(done, total):  # GUI thread
+        if done == 1:
+            qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+            clicked.set()
+
+    ctrl.registration_progress.connect(cancel_at_first)  # queued first, then the worker waits
+    ctrl.registration_progress.connect(hold_worker, Qt.ConnectionType.DirectConnection)
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not ctrl.running, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: panel.phase_label.text() == "cancelled", timeout=WAIT_MS)
-    # the click reaches the worker while it locates the next field: it stops after that one
-    assert 1 <= max(steps) <= 3 < 12
+    # Cancel clicked while the first field's progress was being reported: no second field
+    assert steps == [1]
     assert not (tmp_path / "pairs" / "pairs.json").exists()
     assert not (tmp_path / "model").exists()
     assert messages == []
