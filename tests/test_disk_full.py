@@ -6,6 +6,7 @@ errno; it must still stop the run as disk full, with no field re-imaged or recor
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,7 +78,6 @@ def test_disk_full_mid_run_stops_without_reimaging(
     assert 9 + 7 * len(targets) <= n_snaps < 9 + 7 * (len(targets) + 2)
     # after freeing space, --resume finishes with exactly one record per field
     monkeypatch.undo()
-    import shutil
 
     shutil.copytree(root / "ds", root.parent / "ds")
     summary = run_acquisition(plan, root.parent / "ds", make_core(seed=1), resume=True)
@@ -97,6 +97,11 @@ def test_resume_onto_a_full_disk_images_nothing(small_fs: MakeFs) -> None:  # no
     manifest = (root / "ds" / "manifest.jsonl").read_bytes()
     done = len(open_dataset(root / "ds").done("target"))
     assert 0 < done < 6
+    # how much room the stopped run left depends on where it stopped (a file cut short is
+    # removed): fill the disk to below one tile, the "already full" disk of a resume
+    free = shutil.disk_usage(root).free
+    (root / "filler").write_bytes(b"\0" * max(0, free - 32 * 1024))
+    assert shutil.disk_usage(root).free < 96 * 1024
     core = make_core(seed=1)
     with pytest.raises(DiskFullError, match=r"disk full: .* MB free, the next file needs"):
         run_acquisition(plan, root / "ds", core, resume=True)
