@@ -4,11 +4,18 @@ Every image deepscope writes (snaps, acquired fields, enhanced frames) goes thro
 :func:`write_ome_tiff`, so that Fiji, napari and Bio-Formats see physical pixel sizes, per-plane
 stage positions, the objective and the exposure. Data are stored as ``(z, y, x)`` pages, with RGB
 as interleaved samples, which is what Bio-Formats writes for bright-field colour images.
+
+ome-types renders the OME-XML once per image shape and metadata that do not change from image to
+image (a few ms); what does change (plane positions, exposures, times, the acquisition date) is
+then written into that text with ome-types' own value serializer (xsdata), which gives the same
+bytes as a full render in ~1/100 of the time: a live recording writes a hundred files a second.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +23,7 @@ import numpy as np
 import tifffile
 from ome_types import from_xml, model
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from xsdata.formats.converter import converter
 
 from deepscope.atomic import atomic_path
 from deepscope.errors import InputError, shown
@@ -85,9 +93,9 @@ def clean_um(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.12g}")
 
 
-def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
-    nz, ny, nx, nc = stack.shape
-    dtype = str(stack.dtype)
+def _render_ome_xml(shape: tuple[int, ...], dtype: str, meta: ImageMeta) -> str:
+    """The OME-XML of a ``(z, y, x, c)`` stack, rendered by ome-types."""
+    nz, ny, nx, nc = shape
     if dtype not in _PIXEL_TYPES:
         raise InputError(
             f"pixel type {dtype} not supported; expected one of {sorted(_PIXEL_TYPES)}"
@@ -160,12 +168,103 @@ def _ome_xml(stack: np.ndarray, meta: ImageMeta) -> str:
     return ome.to_xml()
 
 
+#: Plane fields that change from image to image, filled into a rendered template.
+_PLANE_FIELDS = ("x_um", "y_um", "z_um", "exposure_ms", "t_s")
+#: Stands in for ``acquired_at`` in a template (no instrument of 1901 wrote OME-XML).
+_DATE_SENTINEL = datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+
+
+def _sentinel(plane: int, field: int) -> float:
+    """A value no real field holds, exact in binary and in 12 significant digits."""
+    return -987_000_000.125 - 8 * plane - field
+
+
+def _skeleton(meta: ImageMeta) -> ImageMeta:
+    """*meta* with every per-image value replaced by its sentinel (``None`` stays ``None``)."""
+    planes = tuple(
+        PlaneMeta(
+            **{
+                name: None if getattr(p, name) is None else _sentinel(i, k)
+                for k, name in enumerate(_PLANE_FIELDS)
+            }
+        )
+        for i, p in enumerate(meta.planes)
+    )
+    return meta.model_copy(update={"planes": planes, "acquired_at": _DATE_SENTINEL})
+
+
+@dataclass(frozen=True)
+class _XmlTemplate:
+    """Rendered OME-XML cut at its per-image values: ``len(pieces) == len(slots) + 1``.
+
+    A slot is ``(plane, field)``, or ``(-1, "acquired_at")`` for the acquisition date.
+    """
+
+    pieces: tuple[str, ...]
+    slots: tuple[tuple[int, str], ...]
+
+    def fill(self, meta: ImageMeta) -> str:
+        """The OME-XML for *meta*, whose skeleton this template was rendered from."""
+        acquired = meta.acquired_at or datetime.now(UTC)
+        out = [self.pieces[0]]
+        for (plane, name), piece in zip(self.slots, self.pieces[1:], strict=True):
+            if plane < 0:
+                text = converter.serialize(acquired)
+            elif name.endswith("_um"):  # cleaned, as _render_ome_xml does
+                text = converter.serialize(clean_um(getattr(meta.planes[plane], name)))
+            else:
+                text = converter.serialize(getattr(meta.planes[plane], name))
+            out += (text, piece)
+        return "".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _template(shape: tuple[int, ...], dtype: str, skeleton_json: str) -> _XmlTemplate | None:
+    """The template for one shape and skeleton, or None when it cannot be cut.
+
+    None when a sentinel is not found exactly once (a name or annotation that happens to
+    contain one): then every image is rendered in full.
+    """
+    skeleton = ImageMeta.model_validate_json(skeleton_json)
+    xml = _render_ome_xml(shape, dtype, skeleton)
+    found: list[tuple[int, str, int, str]] = []  # position, text, plane, field
+    date = converter.serialize(_DATE_SENTINEL)
+    for i, p in enumerate(skeleton.planes):
+        for name in _PLANE_FIELDS:
+            value = getattr(p, name)
+            if value is not None:
+                found.append((xml.find(text := converter.serialize(value)), text, i, name))
+    found.append((xml.find(date), date, -1, "acquired_at"))
+    if any(pos < 0 or xml.count(text) != 1 for pos, text, _, _ in found):
+        return None
+    found.sort()
+    pieces, start = [], 0
+    for pos, text, _, _ in found:
+        pieces.append(xml[start:pos])
+        start = pos + len(text)
+    pieces.append(xml[start:])
+    return _XmlTemplate(tuple(pieces), tuple((i, name) for _, _, i, name in found))
+
+
+def ome_xml(shape: tuple[int, ...], dtype: np.dtype | str, meta: ImageMeta) -> str:
+    """The OME-XML for a ``(z, y, x, c)`` stack of *shape* and *dtype* described by *meta*.
+
+    Rendered by ome-types once per shape and unchanging metadata, then filled per image.
+    """
+    dtype = str(np.dtype(dtype))
+    template = _template(tuple(shape), dtype, _skeleton(meta).model_dump_json())
+    if template is None:
+        return _render_ome_xml(tuple(shape), dtype, meta)
+    return template.fill(meta)
+
+
 def write_ome_tiff(
     path: str | os.PathLike[str],
     data: np.ndarray,
     meta: ImageMeta,
     *,
     compress: bool = False,
+    sync_dir: bool = True,
 ) -> Path:
     """Write *data* with *meta* as an OME-TIFF at *path*, atomically.
 
@@ -173,12 +272,13 @@ def write_ome_tiff(
     Uncompressed by default, as Micro-Manager writes: on noisy 12-bit camera data zlib saves
     about a third of the bytes but costs ~8x the write time (see BENCHMARKS.md, acquisition),
     which an acquisition cannot spare. *compress* uses zlib (level 1), which every TIFF reader
-    knows. Returns the final path.
+    knows. *sync_dir* False: the new name is not yet durable (see
+    :func:`~deepscope.atomic.atomic_path`). Returns the final path.
     """
     stack = np.ascontiguousarray(as_zyxc(np.asarray(data)))
-    xml = _ome_xml(stack, meta)
+    xml = ome_xml(stack.shape, stack.dtype, meta)
     final = Path(path)
-    with atomic_path(final, size_hint=stack.nbytes + len(xml)) as tmp:
+    with atomic_path(final, size_hint=stack.nbytes + len(xml), sync_dir=sync_dir) as tmp:
         nc = stack.shape[-1]
         page_data = stack if nc > 1 else stack[..., 0]
         tifffile.imwrite(
