@@ -49,6 +49,12 @@ def check_free_space(directory: str | os.PathLike[str], nbytes: int) -> None:
         )
 
 
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Make the data of the file at *path* durable."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 def fsync_dir(directory: Path) -> None:
     """Make the entries of *directory* (renames, deletions) durable."""
     try:
@@ -62,13 +68,17 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str], *, size_hint: int = 0) -> Iterator[Path]:
+def atomic_path(
+    final: str | os.PathLike[str], *, size_hint: int = 0, sync_dir: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path next to *final*; on success move it into place.
 
     The caller writes the complete file to the yielded path. If the block raises, the
     temporary file is removed and *final* is untouched. With *size_hint* (bytes) the free
     space is checked first; a full disk, found before or during the write, becomes
-    :class:`~deepscope.errors.DiskFullError`.
+    :class:`~deepscope.errors.DiskFullError`. The file's data are made durable before the
+    rename; with *sync_dir* False the new name is not (no fsync of the directory): the caller
+    does that once for many files (:func:`fsync_dir`), as a live recording does each second.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -77,10 +87,10 @@ def atomic_path(final: str | os.PathLike[str], *, size_hint: int = 0) -> Iterato
     tmp = final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        fsync_file(tmp)
         os.replace(tmp, final)
-        fsync_dir(final.parent)
+        if sync_dir:
+            fsync_dir(final.parent)
     except DiskFullError:
         tmp.unlink(missing_ok=True)
         raise
@@ -132,11 +142,14 @@ def _end_torn_line(fh: Any, path: str | os.PathLike[str]) -> None:
         fh.write(b"\n")
 
 
-def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line to *path* and fsync it before returning.
+def append_jsonl(
+    path: str | os.PathLike[str], record: dict[str, Any], *, sync: bool = True
+) -> None:
+    """Append one JSON line to *path* and (unless *sync* is False) fsync it before returning.
 
     A line that a crash cut short is ended or removed first (see :func:`_end_torn_line`), so
-    the new record always starts a line of its own.
+    the new record always starts a line of its own. Without *sync* the line survives a killed
+    process but not a power cut until the caller syncs the file (:func:`fsync_file`).
     """
     line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
     try:
@@ -144,7 +157,8 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
             _end_torn_line(fh, path)
             fh.write(line)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
     except OSError as exc:
         if is_disk_full(exc):
             raise DiskFullError(f"disk full while appending to {path} ({exc})") from exc

@@ -4,6 +4,14 @@ Raw frames are written as ``raw/frame_NNNNNN.ome.tif`` (and enhanced ones, when 
 ``enhanced/frame_NNNNNN.ome.tif``; their ``meta`` carries the output pixel size), each followed by a
 line in ``frames.jsonl``. The queue never drops: when it is full, :meth:`Recorder.put` raises
 :class:`RecordingOverflowError` so the caller can stop and say so.
+
+What survives what: a frame's file gets its final name only once complete, and its manifest
+line is written after that, so a killed process leaves every listed frame readable and at most
+the frame being written unlisted (its file may be there). Each file's data are fsynced before
+the rename; the directories and ``frames.jsonl`` are fsynced once a second (:data:`COMMIT_S`)
+and when the recording ends, not per frame: three fsyncs per frame (each an ext4 journal
+commit) cost more than the whole write of a 512x512 RGB frame and held the writer below camera
+rate (BENCHMARKS.md, live). A power cut may lose the last second of frames.
 """
 
 from __future__ import annotations
@@ -11,19 +19,22 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepscope.atomic import append_jsonl
+from deepscope.atomic import append_jsonl, fsync_dir, fsync_file
 from deepscope.errors import DeepscopeError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 
 log = logging.getLogger("deepscope.live")
 
 MANIFEST = "frames.jsonl"
+#: Seconds between fsyncs of the directories and the manifest (what a power cut may lose).
+COMMIT_S = 1.0
 
 
 class RecordingOverflowError(DeepscopeError, RuntimeError):
@@ -78,6 +89,7 @@ class Recorder:
         self._lock = threading.Lock()
         self.written = {"raw": 0, "enhanced": 0}
         self.error: BaseException | None = None
+        self._committed = time.monotonic()
 
     def start(self) -> None:
         """Create the directories and start the writer thread."""
@@ -119,15 +131,31 @@ class Recorder:
             except Exception as exc:  # disk full, permissions: reported by the pipeline
                 log.error("live recording failed: %s", exc)
                 self.error = exc
+        try:
+            self._commit()
+        except OSError as exc:
+            log.error("live recording: making the last frames durable failed: %s", exc)
+            self.error = self.error or exc
 
     def _write(self, item: RecordItem) -> None:
         px = float(item.meta["pixel_size_um"])
         name = f"frame_{item.index:06d}.ome.tif"
         path = self.directory / item.kind / name
-        write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px))
+        write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px), sync_dir=False)
         append_jsonl(
             self.directory / MANIFEST,
             {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}", **item.meta},
+            sync=False,
         )
         with self._lock:
             self.written[item.kind] += 1
+        if time.monotonic() - self._committed >= COMMIT_S:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Make the frames' names and the manifest durable (their data already are)."""
+        for sub in ("raw", "enhanced"):
+            fsync_dir(self.directory / sub)
+        if (manifest := self.directory / MANIFEST).exists():
+            fsync_file(manifest)
+        self._committed = time.monotonic()
