@@ -69,7 +69,7 @@ def fsync_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(
-    final: str | os.PathLike[str], *, size_hint: int = 0, sync_dir: bool = True
+    final: str | os.PathLike[str], *, size_hint: int = 0, sync: bool = True
 ) -> Iterator[Path]:
     """Yield a temporary path next to *final*; on success move it into place.
 
@@ -77,8 +77,9 @@ def atomic_path(
     temporary file is removed and *final* is untouched. With *size_hint* (bytes) the free
     space is checked first; a full disk, found before or during the write, becomes
     :class:`~deepscope.errors.DiskFullError`. The file's data are made durable before the
-    rename; with *sync_dir* False the new name is not (no fsync of the directory): the caller
-    does that once for many files (:func:`fsync_dir`), as a live recording does each second.
+    rename, and the new name after it; with *sync* False neither is: a killed process still
+    leaves the complete file or none, and the caller makes many files durable at once (a live
+    recording: ``os.sync()`` once a second).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -87,9 +88,10 @@ def atomic_path(
     tmp = final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
         yield tmp
-        fsync_file(tmp)
+        if sync:
+            fsync_file(tmp)
         os.replace(tmp, final)
-        if sync_dir:
+        if sync:
             fsync_dir(final.parent)
     except DiskFullError:
         tmp.unlink(missing_ok=True)

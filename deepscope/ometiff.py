@@ -264,7 +264,7 @@ def write_ome_tiff(
     meta: ImageMeta,
     *,
     compress: bool = False,
-    sync_dir: bool = True,
+    sync: bool = True,
 ) -> Path:
     """Write *data* with *meta* as an OME-TIFF at *path*, atomically.
 
@@ -272,13 +272,13 @@ def write_ome_tiff(
     Uncompressed by default, as Micro-Manager writes: on noisy 12-bit camera data zlib saves
     about a third of the bytes but costs ~8x the write time (see BENCHMARKS.md, acquisition),
     which an acquisition cannot spare. *compress* uses zlib (level 1), which every TIFF reader
-    knows. *sync_dir* False: the new name is not yet durable (see
+    knows. *sync* False: the file is not yet durable (see
     :func:`~deepscope.atomic.atomic_path`). Returns the final path.
     """
     stack = np.ascontiguousarray(as_zyxc(np.asarray(data)))
     xml = ome_xml(stack.shape, stack.dtype, meta)
     final = Path(path)
-    with atomic_path(final, size_hint=stack.nbytes + len(xml), sync_dir=sync_dir) as tmp:
+    with atomic_path(final, size_hint=stack.nbytes + len(xml), sync=sync) as tmp:
         nc = stack.shape[-1]
         page_data = stack if nc > 1 else stack[..., 0]
         tifffile.imwrite(

@@ -7,26 +7,27 @@ line in ``frames.jsonl``. The queue never drops: when it is full, :meth:`Recorde
 
 What survives what: a frame's file gets its final name only once complete, and its manifest
 line is written after that, so a killed process leaves every listed frame readable and at most
-the frame being written unlisted (its file may be there). Each file's data are fsynced before
-the rename; the directories and ``frames.jsonl`` are fsynced once a second (:data:`COMMIT_S`)
-and when the recording ends, not per frame: three fsyncs per frame (each an ext4 journal
-commit) cost more than the whole write of a 512x512 RGB frame and held the writer below camera
-rate (BENCHMARKS.md, live). A power cut may lose the last second of frames.
+the frame being written unlisted (its file may be there). Durability against a power cut is a
+second thread's work: once a second (:data:`COMMIT_S`) and when the recording ends it flushes
+everything written (``sync(2)``); a power cut may lose the last second or two. The writer
+itself never waits for the disk: three fsyncs per frame (each an ext4 journal commit) cost
+more than the whole write of a 512x512 RGB frame, and each blocking call hands the GIL away,
+which a busy GUI thread may then hold for up to 5 ms (BENCHMARKS.md, live).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepscope.atomic import append_jsonl, fsync_dir, fsync_file
+from deepscope.atomic import append_jsonl
 from deepscope.errors import DeepscopeError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 
@@ -86,16 +87,19 @@ class Recorder:
         self.directory = Path(directory)
         self._queue: queue.Queue[RecordItem | None] = queue.Queue(maxsize=max_queued)
         self._thread = threading.Thread(target=self._run, name="deepscope-live-writer", daemon=True)
+        self._syncer = threading.Thread(target=self._sync, name="deepscope-live-sync", daemon=True)
         self._lock = threading.Lock()
         self.written = {"raw": 0, "enhanced": 0}
         self.error: BaseException | None = None
-        self._committed = time.monotonic()
+        self._synced = threading.Condition()
+        self._writing = True
 
     def start(self) -> None:
-        """Create the directories and start the writer thread."""
+        """Create the directories and start the writer and sync threads."""
         for sub in ("raw", "enhanced"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         self._thread.start()
+        self._syncer.start()
 
     def put(self, item: RecordItem, *, block: bool = False) -> None:
         """Queue *item*; without *block*, raise :class:`RecordingOverflowError` when full."""
@@ -110,12 +114,13 @@ class Recorder:
             ) from None
 
     def close(self, timeout: float) -> bool:
-        """Let the writer save what is queued, then stop it; return True if it stopped."""
-        if not self._thread.is_alive():
-            return True
-        self._queue.put(None)
-        self._thread.join(timeout + 0.5 * self._queue.qsize())
-        return not self._thread.is_alive()
+        """Save what is queued, make it durable, stop both threads; True if they stopped."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout + 0.5 * self._queue.qsize())
+        if self._syncer.is_alive():
+            self._syncer.join(timeout)
+        return not (self._thread.is_alive() or self._syncer.is_alive())
 
     def count(self, kind: str) -> int:
         """Frames of *kind* written so far."""
@@ -131,17 +136,15 @@ class Recorder:
             except Exception as exc:  # disk full, permissions: reported by the pipeline
                 log.error("live recording failed: %s", exc)
                 self.error = exc
-        try:
-            self._commit()
-        except OSError as exc:
-            log.error("live recording: making the last frames durable failed: %s", exc)
-            self.error = self.error or exc
+        with self._synced:
+            self._writing = False
+            self._synced.notify()
 
     def _write(self, item: RecordItem) -> None:
         px = float(item.meta["pixel_size_um"])
         name = f"frame_{item.index:06d}.ome.tif"
         path = self.directory / item.kind / name
-        write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px), sync_dir=False)
+        write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px), sync=False)
         append_jsonl(
             self.directory / MANIFEST,
             {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}", **item.meta},
@@ -149,13 +152,16 @@ class Recorder:
         )
         with self._lock:
             self.written[item.kind] += 1
-        if time.monotonic() - self._committed >= COMMIT_S:
-            self._commit()
 
-    def _commit(self) -> None:
-        """Make the frames' names and the manifest durable (their data already are)."""
-        for sub in ("raw", "enhanced"):
-            fsync_dir(self.directory / sub)
-        if (manifest := self.directory / MANIFEST).exists():
-            fsync_file(manifest)
-        self._committed = time.monotonic()
+    def _sync(self) -> None:
+        """Every :data:`COMMIT_S` and once the writer is done: flush what was written.
+
+        ``sync(2)`` writes back everything written so far in one pass, where an fsync per file
+        would commit the filesystem's journal once per frame.
+        """
+        writing = True
+        while writing:
+            with self._synced:
+                self._synced.wait_for(lambda: not self._writing, timeout=COMMIT_S)
+                writing = self._writing
+            os.sync()
