@@ -10,6 +10,12 @@ takes to show the new position. Run it under Xvfb for a real X server:
 
 Prints JSON (raw view fps, enhanced view fps, camera and inference fps from the pipeline,
 stage-move-to-raw-view delay).
+
+With ``--record DIR`` it then records from the Live tab (as its Record button does) for
+``--seconds`` with each recorder of ``--recorders`` (``before``/``template``/``after``, see
+``bench/bench_recorder.py``) in turn, into new folders under DIR that are deleted afterwards:
+frames recorded, frames lost, the deepest the recording queue got, whether the recording
+ended early (queue full) and the raw view's rate meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
 
@@ -35,6 +42,8 @@ def main() -> int:
     p.add_argument("--exposure-ms", type=float, default=10.0)
     p.add_argument("--png", type=Path, default=None, help="save a picture of the window")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p.add_argument("--record", type=Path, default=None, help="also record into folders here")
+    p.add_argument("--recorders", nargs="+", default=["before", "after"])
     args = p.parse_args()
 
     import torch
@@ -93,6 +102,7 @@ def main() -> int:
     pump(2.0)  # the simulator renders a new area in about a second
     if args.png is not None:
         window.grab().save(str(args.png))
+    recordings = [record(window, pump, args.record, name, args.seconds) for name in args.recorders]
     live.stop()
     result = {
         "what": "GUI live mode: panes' draw rates while the network runs (simulator)",
@@ -105,6 +115,7 @@ def main() -> int:
         "latency_p50_ms": stats.latency_p50_ms if stats else None,
         "stage_move_to_raw_view_ms": round(move_ms, 1),
         "enhancer": enhancer.describe() if enhancer else None,
+        "recordings": recordings if args.record is not None else None,
         "platform": os.environ.get("QT_QPA_PLATFORM") or "xcb (display)",
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
@@ -117,6 +128,52 @@ def main() -> int:
         args.json.write_text(text + "\n", encoding="utf-8")
     window.close()
     return 0
+
+
+def record(window: Any, pump: Any, parent: Path | None, name: str, seconds: float) -> dict:
+    """Record from the Live tab for *seconds* with recorder variant *name*; delete the frames."""
+    if parent is None:
+        return {}
+    import shutil
+
+    from bench_recorder import variant
+
+    live, panel = window.live, window.live_panel
+    statuses: list[Any] = []
+    live.record_status.connect(statuses.append)
+    deepest, camera_fps = 0, 0.0
+
+    def watch() -> bool:
+        nonlocal deepest, camera_fps
+        if live._pipeline is not None:
+            st = live._pipeline.stats()
+            deepest = max(deepest, st.frames_in - st.recorded)
+            camera_fps = st.camera_fps
+        return live.recording is None  # ended early (queue full)
+
+    with variant(name):
+        directory = live.start_recording(parent)
+        raw0, t0 = panel.frames_shown, time.perf_counter()
+        pump(seconds, watch)
+        span = time.perf_counter() - t0
+        raw_fps = (panel.frames_shown - raw0) / span
+        live.stop_recording()
+    live.record_status.disconnect(statuses.append)
+    end = statuses[-1]
+    files = len(list((directory / "raw").glob("*.ome.tif")))
+    shutil.rmtree(directory)
+    return {
+        "recorder": name,
+        "seconds": round(span, 2),
+        "recorded": end.recorded,
+        "files": files,
+        "lost": end.lost,
+        "deepest_queue": deepest,
+        "recorded_fps": round(end.recorded / span, 1),
+        "camera_fps": round(camera_fps, 1),
+        "raw_view_fps": round(raw_fps, 1),
+        "ended_early": end.error,
+    }
 
 
 if __name__ == "__main__":
