@@ -12,10 +12,15 @@ slows all of them alike:
   :class:`~acquire.live.sources.ReplaySource` with the pipeline's default 1 GiB queue: frames
   sent, recorded, lost, the deepest the queue got.
 
+``--busy-threads N`` runs N threads of pure Python meanwhile, as a busy GUI thread is for the
+writer: each call that blocks (write, fsync, rename) hands the GIL over, and a thread that never
+blocks gives it back only after the 5 ms switch interval.
+
 Variants: ``before`` is the recorder as it was (main at 2df313c): OME-XML rendered by ome-types
 for every frame, and three fsyncs per frame (file, directory, ``frames.jsonl``). ``template``
 adds only the OME-XML template. ``after`` is the recorder now: template, no fsync on the
-writer thread; a second thread flushes everything written once a second (``sync(2)``).
+writer thread; a second thread flushes everything written once a second (``sync(2)``; it runs
+under ``before`` and ``template`` too, where it finds little to do).
 
     python bench/bench_recorder.py --dirs /dev/shm /var/tmp --sizes 512 2048 --json rec.json
     python bench/bench_recorder.py --dirs /var/tmp --sizes 512 --rate 97 --seconds 20
@@ -153,13 +158,17 @@ def main() -> int:
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--rate", type=float, default=None, help="camera fps: the paced measurement")
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--busy-threads", type=int, default=0, help="pure-Python threads meanwhile")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     load0 = os.getloadavg()[0]
+    done = threading.Event()
+    for _ in range(args.busy_threads):
+        threading.Thread(target=busy, args=(done,), daemon=True).start()
     results: list[dict[str, Any]] = []
     for root in args.dirs:
         for size in args.sizes:
-            frames = args.frames or max(10, int(240e6 // (size * size * 6)))
+            frames = args.frames or max(20, int(240e6 // (size * size * 6)))
             if args.rate is not None:
                 for name in args.variants:
                     row = at_rate(root, size, args.rate, args.seconds, name)
@@ -185,8 +194,10 @@ def main() -> int:
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)
+    done.set()
     summary = {
         "what": "live recorder frames/s (bench/bench_recorder.py)",
+        "busy_threads": args.busy_threads,
         "results": results,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
@@ -198,6 +209,13 @@ def main() -> int:
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in summary.items() if k != "results"}))
     return 0
+
+
+def busy(done: threading.Event) -> None:
+    """Run Python bytecode without blocking until *done* (a stand-in for a busy GUI thread)."""
+    n = 0
+    while not done.is_set():
+        n += 1
 
 
 def fs_type(path: Path) -> str:

@@ -144,27 +144,51 @@ def _end_torn_line(fh: Any, path: str | os.PathLike[str]) -> None:
         fh.write(b"\n")
 
 
-def append_jsonl(
-    path: str | os.PathLike[str], record: dict[str, Any], *, sync: bool = True
-) -> None:
-    """Append one JSON line to *path* and (unless *sync* is False) fsync it before returning.
+class JsonlAppender:
+    """A JSON-lines file held open for many appends (a live recording's ``frames.jsonl``).
 
-    A line that a crash cut short is ended or removed first (see :func:`_end_torn_line`), so
-    the new record always starts a line of its own. Without *sync* the line survives a killed
-    process but not a power cut until the caller syncs the file (:func:`fsync_file`).
+    Opening ends or removes a line that a crash cut short (see :func:`_end_torn_line`), so
+    each record starts a line of its own. :meth:`append` writes one line with one ``write``
+    call and no fsync: the line survives a killed process, a power cut only once synced.
+    A full disk is :class:`~deepscope.errors.DiskFullError`.
     """
-    line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-    try:
-        with open(path, "a+b") as fh:
-            _end_torn_line(fh, path)
-            fh.write(line)
-            fh.flush()
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        with self._disk_full_named():
+            self._fh = open(path, "a+b")  # noqa: SIM115 (closed by close())
+            _end_torn_line(self._fh, path)
+
+    def append(self, record: dict[str, Any], *, sync: bool = False) -> None:
+        """Append *record* as one line; with *sync*, fsync the file before returning."""
+        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        with self._disk_full_named():
+            self._fh.write(line)
+            self._fh.flush()
             if sync:
-                os.fsync(fh.fileno())
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(f"disk full while appending to {path} ({exc})") from exc
-        raise
+                os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+    @contextlib.contextmanager
+    def _disk_full_named(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(f"disk full while appending to {self.path} ({exc})") from exc
+            raise
+
+
+def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Append one JSON line to *path* and fsync it before returning (see :class:`JsonlAppender`)."""
+    out = JsonlAppender(path)
+    try:
+        out.append(record, sync=True)
+    finally:
+        out.close()
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

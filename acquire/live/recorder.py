@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from deepscope.atomic import append_jsonl
+from deepscope.atomic import JsonlAppender
 from deepscope.errors import DeepscopeError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 
@@ -93,11 +93,13 @@ class Recorder:
         self.error: BaseException | None = None
         self._synced = threading.Condition()
         self._writing = True
+        self._manifest: JsonlAppender | None = None
 
     def start(self) -> None:
         """Create the directories and start the writer and sync threads."""
         for sub in ("raw", "enhanced"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        self._manifest = JsonlAppender(self.directory / MANIFEST)
         self._thread.start()
         self._syncer.start()
 
@@ -136,6 +138,8 @@ class Recorder:
             except Exception as exc:  # disk full, permissions: reported by the pipeline
                 log.error("live recording failed: %s", exc)
                 self.error = exc
+        if self._manifest is not None:
+            self._manifest.close()
         with self._synced:
             self._writing = False
             self._synced.notify()
@@ -145,11 +149,9 @@ class Recorder:
         name = f"frame_{item.index:06d}.ome.tif"
         path = self.directory / item.kind / name
         write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px), sync=False)
-        append_jsonl(
-            self.directory / MANIFEST,
-            {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}", **item.meta},
-            sync=False,
-        )
+        if self._manifest is not None:
+            record = {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}"}
+            self._manifest.append({**record, **item.meta})
         with self._lock:
             self.written[item.kind] += 1
 
