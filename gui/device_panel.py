@@ -5,6 +5,10 @@ offline are used: pymmcore-widgets' StageWidget and PropertyBrowser fetch their 
 network (iconify), so the stage moves through the Live tab and the properties are a plain table
 of pymmcore-widgets' ``PropertyWidget`` per property; ``tests/test_gui_devices.py`` checks the
 tab with the network shut.
+
+Under Qt 6.12 a style sheet with ``border: none`` on a spin box without buttons lays its text
+field out 1 px wide, so the number beside each of pymmcore-widgets' property sliders did not
+show; :func:`show_slider_numbers` gives those spin boxes zero-width buttons instead.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
     QGroupBox,
     QHeaderView,
     QSplitter,
@@ -39,10 +44,11 @@ class DevicePanel(QWidget):
         top = QWidget()
         column = QVBoxLayout(top)
         column.setContentsMargins(0, 0, 0, 0)
-        for title, widget in (("Exposure", self.exposure), ("Presets", self.presets)):
-            box = QGroupBox(title)
-            QVBoxLayout(box).addWidget(widget)
-            column.addWidget(box, stretch=1 if widget is self.presets else 0)
+        box = QGroupBox("Exposure")
+        QVBoxLayout(box).addWidget(self.exposure)
+        column.addWidget(box)
+        self.presets.setTitle("Presets")  # a QGroupBox already: no second frame around it
+        column.addWidget(self.presets, stretch=1)
         splitter = QSplitter()
         splitter.addWidget(top)
         box = QGroupBox("Device properties")
@@ -69,5 +75,22 @@ def property_table(core: CMMCorePlus) -> QTableWidget:
     table.horizontalHeader().setStretchLastSection(True)
     for r, (device, name) in enumerate(rows):
         table.setItem(r, 0, QTableWidgetItem(f"{device}-{name}"))
-        table.setCellWidget(r, 1, PropertyWidget(device, name, mmcore=core))
+        editor = PropertyWidget(device, name, mmcore=core)
+        show_slider_numbers(editor)
+        table.setCellWidget(r, 1, editor)
     return table
+
+
+#: The borderless look pymmcore-widgets gives a slider's number, with zero-width buttons.
+_SLIDER_NUMBER_STYLE = (
+    "QAbstractSpinBox { border: none; background: transparent; } "
+    "QAbstractSpinBox::up-button, QAbstractSpinBox::down-button { width: 0px; border: none; }"
+)
+
+
+def show_slider_numbers(editor: QWidget) -> None:
+    """Make the number beside a property slider in *editor* visible (see the module notes)."""
+    for spin in editor.findChildren(QAbstractSpinBox):
+        if spin.buttonSymbols() == QAbstractSpinBox.ButtonSymbols.NoButtons:
+            spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.UpDownArrows)
+            spin.setStyleSheet(_SLIDER_NUMBER_STYLE)

@@ -48,3 +48,23 @@ def test_device_widgets_drive_the_core_offline(qtbot, no_network, make_window, m
     qtbot.waitUntil(lambda: core.getExposure() == pytest.approx(12.0), timeout=5000)
     assert no_network == []
     assert messages == []
+
+
+def test_property_sliders_show_their_numbers_and_presets_have_one_frame(qtbot, make_window):
+    from PySide6.QtWidgets import QAbstractSpinBox, QGroupBox, QSlider
+
+    window = make_window()
+    panel = window.device_panel
+    window.tabs.setCurrentWidget(panel)
+    qtbot.wait(50)
+    props = panel.properties
+    labels = [props.item(r, 0).text() for r in range(props.rowCount())]
+    editor = props.cellWidget(labels.index("Scope-SensorWidth"), 1)
+    assert editor.findChildren(QSlider)  # a ranged property: slider + number
+    (spin,) = editor.findChildren(QAbstractSpinBox)
+    assert float(spin.text()) == float(window.core.getProperty("Scope", "SensorWidth"))
+    field = spin.lineEdit()  # Qt 6.12 laid this out 1 px wide: the number was invisible
+    assert field.isVisible()
+    assert field.width() >= field.fontMetrics().horizontalAdvance(spin.text())
+    assert panel.presets.title() == "Presets"
+    assert not isinstance(panel.presets.parentWidget(), QGroupBox)
