@@ -34,7 +34,7 @@ from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 log = logging.getLogger("deepscope.live")
 
 MANIFEST = "frames.jsonl"
-#: Seconds between fsyncs of the directories and the manifest (what a power cut may lose).
+#: Seconds between flushes of what was written (``sync(2)``): what a power cut may lose.
 COMMIT_S = 1.0
 
 
@@ -73,7 +73,7 @@ def image_meta(meta: dict[str, Any], t_s: float, pixel_size_um: float) -> ImageM
 
 
 class Recorder:
-    """Bounded queue + writer thread for one recording directory.
+    """Bounded queue + writer thread (+ a thread that flushes) for one recording directory.
 
     Parameters
     ----------
@@ -82,6 +82,8 @@ class Recorder:
     max_queued
         Frames that may wait for the writer before :meth:`put` raises.
     """
+
+    _manifest: JsonlAppender  # frames.jsonl, opened by start()
 
     def __init__(self, directory: Path, *, max_queued: int) -> None:
         self.directory = Path(directory)
@@ -93,7 +95,6 @@ class Recorder:
         self.error: BaseException | None = None
         self._synced = threading.Condition()
         self._writing = True
-        self._manifest: JsonlAppender | None = None
 
     def start(self) -> None:
         """Create the directories and start the writer and sync threads."""
@@ -138,8 +139,7 @@ class Recorder:
             except Exception as exc:  # disk full, permissions: reported by the pipeline
                 log.error("live recording failed: %s", exc)
                 self.error = exc
-        if self._manifest is not None:
-            self._manifest.close()
+        self._manifest.close()
         with self._synced:
             self._writing = False
             self._synced.notify()
@@ -149,9 +149,8 @@ class Recorder:
         name = f"frame_{item.index:06d}.ome.tif"
         path = self.directory / item.kind / name
         write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px), sync=False)
-        if self._manifest is not None:
-            record = {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}"}
-            self._manifest.append({**record, **item.meta})
+        record = {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}"}
+        self._manifest.append({**record, **item.meta})
         with self._lock:
             self.written[item.kind] += 1
 
