@@ -79,7 +79,7 @@ def atomic_path(
     :class:`~deepscope.errors.DiskFullError`. The file's data are made durable before the
     rename, and the new name after it; with *sync* False neither is: a killed process still
     leaves the complete file or none, and the caller makes many files durable at once (a live
-    recording: ``os.sync()`` once a second).
+    recording: a second thread fsyncs its frames once a second).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ line in ``frames.jsonl``. The queue never drops: when it is full, :meth:`Recorde
 What survives what: a frame's file gets its final name only once complete, and its manifest
 line is written after that, so a killed process leaves every listed frame readable and at most
 the frame being written unlisted (its file may be there). Durability against a power cut is a
-second thread's work: once a second (:data:`COMMIT_S`) and when the recording ends it flushes
-everything written (``sync(2)``); a power cut may lose the last second or two. The writer
+second thread's work: once a second (:data:`COMMIT_S`) and when the recording ends it fsyncs
+the frames written since its last pass, the manifest and the directories; a power cut may lose
+the last second or two. The writer
 itself never waits for the disk: three fsyncs per frame (each an ext4 journal commit) cost
 more than the whole write of a 512x512 RGB frame, and each blocking call hands the GIL away,
 which a busy GUI thread may then hold for up to 5 ms (BENCHMARKS.md, live).
@@ -18,7 +19,6 @@ which a busy GUI thread may then hold for up to 5 ms (BENCHMARKS.md, live).
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from deepscope.atomic import JsonlAppender
+from deepscope.atomic import JsonlAppender, fsync_dir, fsync_file
 from deepscope.errors import DeepscopeError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 
 log = logging.getLogger("deepscope.live")
 
 MANIFEST = "frames.jsonl"
-#: Seconds between flushes of what was written (``sync(2)``): what a power cut may lose.
+#: Seconds between fsyncs of what was written: what a power cut may lose.
 COMMIT_S = 1.0
 
 
@@ -95,6 +95,7 @@ class Recorder:
         self.error: BaseException | None = None
         self._synced = threading.Condition()
         self._writing = True
+        self._unsynced: list[Path] = []  # files written since the sync thread's last pass
 
     def start(self) -> None:
         """Create the directories and start the writer and sync threads."""
@@ -153,16 +154,30 @@ class Recorder:
         self._manifest.append({**record, **item.meta})
         with self._lock:
             self.written[item.kind] += 1
+            self._unsynced.append(path)
 
     def _sync(self) -> None:
-        """Every :data:`COMMIT_S` and once the writer is done: flush what was written.
+        """Every :data:`COMMIT_S` and once the writer is done: fsync what was written.
 
-        ``sync(2)`` writes back everything written so far in one pass, where an fsync per file
-        would commit the filesystem's journal once per frame.
+        Frames, then the manifest, then the directories' new names. Off the writer thread, so
+        the writer never waits for the filesystem's journal (one commit per fsync on ext4).
         """
         writing = True
         while writing:
             with self._synced:
                 self._synced.wait_for(lambda: not self._writing, timeout=COMMIT_S)
                 writing = self._writing
-            os.sync()
+            with self._lock:
+                paths, self._unsynced = self._unsynced, []
+            if not paths:
+                continue
+            try:
+                for path in paths:
+                    fsync_file(path)
+                fsync_file(self.directory / MANIFEST)
+                for sub in ("raw", "enhanced", "."):
+                    fsync_dir(self.directory / sub)
+            except OSError as exc:  # a full disk may show only now (delayed allocation)
+                log.error("live recording could not be made durable: %s", exc)
+                self.error = exc
+                return
