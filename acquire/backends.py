@@ -2,7 +2,7 @@
 
 * ``--simulate`` (default): :func:`simulators.make_core`, the simulator's configuration;
 * ``--mm-config FILE``: a Micro-Manager hardware configuration loaded into a pymmcore-plus
-  ``UniMMCore`` (:func:`acquire.mmcore.load_config`: C++ adapters and Python devices);
+  ``UniMMCore`` (:func:`deepscope.mmcore.load_config`: C++ adapters and Python devices);
 * ``--zmq-port N``: a running Micro-Manager with its ZMQ server (pycromanager's Java backend).
 
 Every command that takes a microscope adds the options with :func:`add_scope_options` and opens
@@ -305,7 +305,7 @@ def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
             "(after closing Micro-Manager), or use 'deepscope acquire --zmq-port'"
         )
     if choice.mm_config is not None:
-        from acquire.mmcore import load_config
+        from deepscope.mmcore import load_config
 
         core = load_config(choice.mm_config)
         for role in needs:

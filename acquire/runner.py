@@ -21,7 +21,6 @@ from typing import Any
 from acquire import layout
 from acquire.autofocus import FocusMap, map_points, z_scan
 from acquire.backends import Scope, python_scope
-from acquire.dataset import DatasetInfo, ObjectiveInfo, flat_field_ids
 from acquire.layout import FieldSpec
 from acquire.passes import AcquisitionProgress, CancelledError, Optics, PassRunner
 from acquire.plan import AcquisitionPlan, ZStack
@@ -30,6 +29,7 @@ from acquire.storage import DatasetWriter, now_iso
 from acquire.targets import content_check, tile_focus
 from deepscope import __version__
 from deepscope.errors import InputError
+from deepscope.formats.dataset import DatasetInfo, ObjectiveInfo, flat_field_ids
 from deepscope.locking import directory_lock
 
 log = logging.getLogger("deepscope.acquire")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from acquire.dataset import open_dataset
 from acquire.plan import AcquisitionPlan
 from acquire.runner import run_acquisition
+from deepscope.formats.dataset import open_dataset
 from simulators import make_core
 
 

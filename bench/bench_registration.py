@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.pairs import load_pairset
+from deepscope.formats.pairs import load_pairset
 from model.registration import RegistrationOptions, register_dataset
 from model.registration.simulated import SimulatedDataset, make_simulated_dataset, tissue_region
 from simulators.microscope import pixel_to_slide

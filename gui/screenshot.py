@@ -65,8 +65,8 @@ def _live(window: MainWindow, seconds: float, record_into: Path | None) -> None:
 
 
 def _true_profile(window: MainWindow, path: Path) -> Path:
-    from acquire.dataset import Calibration
     from acquire.profile import MicroscopeProfile
+    from deepscope.formats.dataset import Calibration
     from simulators import microscope_of
 
     truth = microscope_of(window.core).objectives

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepscope.formats.pairs import Pair, PairSet, save_pairset
 from deepscope.ometiff import ImageMeta, write_ome_tiff
-from model.pairs import Pair, PairSet, save_pairset
 
 if TYPE_CHECKING:
     from model.registration.simulated import SimulatedDataset
@@ -145,7 +145,7 @@ def write_sim_pairs(
     registration does by default (raw frames keep the 100x's stronger fall-off: up to 27 % at
     the corner against about 3 % for the central 40x ROI).
     """
-    from deepscope.demo import glass_spot
+    from app.demo import glass_spot
     from model.registration.flatfield import FlatField
     from simulators import make_core, microscope_of
 

@@ -89,7 +89,7 @@ def test_safe_join_refuses_escapes(tmp_path):
 
 
 def test_cli_help_lists_commands():
-    cmd = [sys.executable, "-m", "deepscope.cli", "--help"]
+    cmd = [sys.executable, "-m", "app.cli", "--help"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     for command in ("simulate", "calibrate", "acquire", "register", "train", "evaluate"):
         assert f"    {command}" in out.stdout

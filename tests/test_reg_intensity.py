@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from model.pairs import load_pair, load_pairset
+from deepscope.formats.pairs import load_pair, load_pairset
 from model.registration import RegistrationOptions, register_dataset
 from model.registration.flatfield import FlatField
 from model.registration.simulated import glassy_region, make_simulated_dataset

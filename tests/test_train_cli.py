@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deepscope.cli import build_parser, main
+from app.cli import build_parser, main
 from model.training.cli import train_config_from_args
 from model.training.config import TrainConfig
 

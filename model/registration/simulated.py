@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from acquire.dataset import (
+from deepscope import __version__
+from deepscope.atomic import append_jsonl, atomic_write_json
+from deepscope.formats.dataset import (
     FIELDS_DIR,
     INFO_NAME,
     MANIFEST_NAME,
@@ -29,8 +31,6 @@ from acquire.dataset import (
     ObjectiveInfo,
     flat_field_ids,
 )
-from deepscope import __version__
-from deepscope.atomic import append_jsonl, atomic_write_json
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 
 if TYPE_CHECKING:

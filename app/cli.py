@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 import acquire.cli
 import acquire.live.cli
-import deepscope.demo
+import app.demo
 import deepscope.info
 import gui.cli
 import model.export.cli
@@ -41,7 +41,7 @@ COMMAND_MODULES = (
     model.export.cli,  # export
     acquire.live.cli,  # live
     gui.cli,  # gui
-    deepscope.demo,  # demo
+    app.demo,  # demo
     deepscope.info,  # info
 )
 
