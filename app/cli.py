@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 import acquire.cli
-import acquire.live.cli
 import app.demo
 import deepscope.info
 import gui.cli
+import live.cli
 import model.export.cli
 import model.inference.cli
 import model.registration.cli
@@ -39,7 +39,7 @@ COMMAND_MODULES = (
     model.training.cli,  # train, evaluate
     model.inference.cli,  # enhance
     model.export.cli,  # export
-    acquire.live.cli,  # live
+    live.cli,  # live
     gui.cli,  # gui
     app.demo,  # demo
     deepscope.info,  # info

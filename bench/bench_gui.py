@@ -44,11 +44,11 @@ def main() -> int:
     from PySide6.QtGui import QTransform
     from PySide6.QtWidgets import QApplication
 
-    from acquire.live.frames import LiveFrame
     from gui.app import load_enhancer
     from gui.live_controller import LiveController
     from gui.live_panel import LivePanel
     from gui.screenshot import tiny_model_dir
+    from live.frames import LiveFrame
     from simulators import make_core
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -20,7 +20,7 @@ fps (two frames in flight, as the live worker runs), p50/p99 latency (one frame 
 achieved TFLOP/s against the roofline of :mod:`model.inference.cost`.
 
 Third, ``--soak S``: live mode through the real pipeline (:class:`LivePipeline`) fed by a
-replayed 2048x2048 camera (:class:`acquire.live.sources.ReplaySource`) at ``--fps``, then
+replayed 2048x2048 camera (:class:`live.sources.ReplaySource`) at ``--fps``, then
 optionally ``--record-seconds`` with every raw frame recorded: camera blocks, drops, latency,
 recorded frames lost, memory growth.
 
@@ -276,8 +276,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     """
     import tempfile
 
-    from acquire.live.pipeline import LivePipeline
-    from acquire.live.sources import ReplaySource
+    from live.pipeline import LivePipeline
+    from live.sources import ReplaySource
     from simulators import make_core
 
     device = resolve_device(args.device)

@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from acquire.live.sources import FrameMetaReader
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 from gui.measure import stage_step_um
 from gui.recording import Recording
 from gui.worker import BackgroundTask
+from live.sources import FrameMetaReader
 from model.inference.view import ViewRequest
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
-    from acquire.live.frames import LiveFrame
-    from acquire.live.pipeline import LivePipeline
+    from live.frames import LiveFrame
+    from live.pipeline import LivePipeline
     from model.inference.engine import Enhancer
 
 log = logging.getLogger("deepscope.gui")
@@ -151,7 +151,7 @@ class LiveController(QObject):
             self._start_pipeline(None)
 
     def _start_pipeline(self, recording: Recording | None) -> LivePipeline:
-        from acquire.live.pipeline import LivePipeline
+        from live.pipeline import LivePipeline
 
         pipeline = LivePipeline(
             self.core,
@@ -302,7 +302,7 @@ class LiveController(QObject):
         task.start()
 
     def _snap_frame(self) -> LiveFrame:
-        from acquire.live.frames import LiveFrame
+        from live.frames import LiveFrame
 
         self.core.snapImage()
         raw = camera_image(self.core)

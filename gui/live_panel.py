@@ -47,8 +47,8 @@ from model.inference.view import ViewRequest
 if TYPE_CHECKING:
     from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 
-    from acquire.live.frames import LiveFrame, LiveStats
     from gui.recording import RecordStatus
+    from live.frames import LiveFrame, LiveStats
 
 log = logging.getLogger("deepscope.gui")
 

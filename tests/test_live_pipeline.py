@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from acquire.live.frames import LiveStats
-from acquire.live.pipeline import LivePipeline, record_queue_frames
-from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
-from acquire.live.sources import ReplaySource
 from deepscope.atomic import read_jsonl
 from deepscope.errors import HardwareError, InputError
 from deepscope.ometiff import read_ome_tiff
+from live.frames import LiveStats
+from live.pipeline import LivePipeline, record_queue_frames
+from live.recorder import Recorder, RecordingOverflowError, RecordItem
+from live.sources import ReplaySource
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.inference.engine import Enhancer, Output
 from model.inference.view import ViewRequest, ViewWindow
@@ -238,7 +238,7 @@ PYCRO_LIVE = textwrap.dedent(
     import json, sys, torch
     from pathlib import Path
     from pycromanager import Acquisition, multi_d_acquisition_events
-    from acquire.live.pipeline import LivePipeline, record_queue_frames
+    from live.pipeline import LivePipeline, record_queue_frames
     from acquire.pycro_core import pycro_engine
     from model.config import ModelConfig, NetworkConfig
     from model.inference.engine import Enhancer

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymmcore_plus import CMMCorePlus
 
-from acquire.live.frames import LiveFrame, LiveStats, percentiles, rate
-from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
-from acquire.live.sources import CoreSequenceSource, FrameMetaReader, acquisition_hook
 from deepscope.errors import DeepscopeError, HardwareError, InputError
 from deepscope.imaging import to_raw_dtype
+from live.frames import LiveFrame, LiveStats, percentiles, rate
+from live.recorder import Recorder, RecordingOverflowError, RecordItem
+from live.sources import CoreSequenceSource, FrameMetaReader, acquisition_hook
 
 if TYPE_CHECKING:
     from model.inference.engine import Enhancer, Output
@@ -75,7 +75,7 @@ class LivePipeline:
         :meth:`acquisition_hook` of a pycromanager ``Acquisition`` (or :meth:`submit`).
     record_budget_mb
         Memory the recording queue may hold before the run fails with
-        :class:`~acquire.live.recorder.RecordingOverflowError`.
+        :class:`~live.recorder.RecordingOverflowError`.
     full_output
         Download every enhanced frame at full resolution (``LiveFrame.enhanced``); False when a
         display's view (:meth:`set_view`) is all that is needed.
@@ -258,7 +258,7 @@ class LivePipeline:
     def submit(self, raw: np.ndarray, meta: dict[str, Any]) -> None:
         """Hand one camera frame to the pipeline; returns at once (called by the sources).
 
-        Raises :class:`~acquire.live.recorder.RecordingOverflowError` (and stops the run) when the
+        Raises :class:`~live.recorder.RecordingOverflowError` (and stops the run) when the
         recording queue is full.
         """
         now = time.perf_counter()
