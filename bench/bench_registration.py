@@ -29,7 +29,7 @@ import numpy as np
 
 from deepscope.formats.pairs import load_pairset
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import SimulatedDataset, make_simulated_dataset, tissue_region
+from simulators.dataset import SimulatedDataset, make_simulated_dataset, tissue_region
 from simulators.microscope import pixel_to_slide
 
 

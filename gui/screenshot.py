@@ -102,7 +102,7 @@ def _acquisition(window: MainWindow, tmp: Path) -> None:
 
 
 def _training(window: MainWindow, tmp: Path, steps: int) -> None:
-    from model.registration.simulated import make_simulated_dataset
+    from simulators.dataset import make_simulated_dataset
 
     make_simulated_dataset(tmp / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=8, z_slices=1)
     panel, ctrl = window.training_panel, window.training

@@ -19,7 +19,7 @@ from deepscope.formats.pairs import Pair, PairSet, save_pairset
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 
 if TYPE_CHECKING:
-    from model.registration.simulated import SimulatedDataset
+    from simulators.dataset import SimulatedDataset
 
 MAX_VALUE = 4095.0
 
@@ -201,8 +201,8 @@ def simulated_pairs_dataset(
     root: Path, *, seed: int, sensor: int, n_targets: int, z_slices: int, core: Any = None
 ) -> SimulatedDataset:
     """A paired dataset snapped on the simulator: 3x3 40x tiles (15 % overlap) over tissue."""
-    from model.registration.simulated import make_simulated_dataset, tissue_region
     from simulators import nominal_pixel_size_um
+    from simulators.dataset import make_simulated_dataset, tissue_region
 
     fov_um = sensor * nominal_pixel_size_um("40x")
     return make_simulated_dataset(

@@ -22,7 +22,7 @@ from app.cli import main
 from deepscope.formats.pairs import load_pairset
 from deepscope.ometiff import read_ome_tiff
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import make_simulated_dataset, tissue_region
+from simulators.dataset import make_simulated_dataset, tissue_region
 
 SENSOR = 256
 REGION_UM = 2 * 0.85 * SENSOR * 0.185 + SENSOR * 0.185  # 3x3 tiles, 15 % overlap

@@ -11,7 +11,7 @@ from deepscope.atomic import append_jsonl
 from deepscope.formats.dataset import MANIFEST_NAME, open_dataset
 from deepscope.formats.pairs import load_pair, load_pairset
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import glassy_region, make_simulated_dataset
+from simulators.dataset import glassy_region, make_simulated_dataset
 from simulators.microscope import pixel_to_slide
 
 SEED = 3
