@@ -27,6 +27,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from pymmcore_plus import CMMCorePlus
+
+from deepscope.framemeta import FrameMetaReader, to_tags
 
 _SNAKE_1 = re.compile(r"(.)([A-Z][a-z]+)")
 _SNAKE_2 = re.compile(r"([a-z0-9])([A-Z])")
@@ -55,8 +58,9 @@ class PycroCoreAdapter:
 
     TaggedImage = MMTaggedImage  # the engine builds end-of-acquisition markers from it
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: CMMCorePlus) -> None:
         self.core = core
+        self.read_meta = FrameMetaReader(core)
         self._names = {
             camel_to_snake(n): n
             for n in dir(type(core))
@@ -84,16 +88,8 @@ class PycroCoreAdapter:
             "Core-Camera": core.getCameraDevice(),
             "Core-XYStage": core.getXYStageDevice(),
             "Core-Focus": core.getFocusDevice(),
-            "PixelSizeUm": core.getPixelSizeUm(),
-            "Exposure-ms": core.getExposure(),
+            **to_tags(self.read_meta()),
         }
-        if core.getXYStageDevice():
-            x, y = core.getXYPosition()
-            tags["XPositionUm"], tags["YPositionUm"] = float(x), float(y)
-        if core.getFocusDevice():
-            tags["ZPositionUm"] = float(core.getPosition())
-        if "Objective" in core.getLoadedDevices():
-            tags["Objective-Label"] = core.getProperty("Objective", "Label")
         cam = core.getCameraDevice()
         if cam:
             tags["Binning"] = core.getProperty(cam, "Binning")

@@ -276,6 +276,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     """
     import tempfile
 
+    from deepscope.framemeta import FrameMetaReader
     from live.pipeline import LivePipeline
     from live.sources import ReplaySource
     from simulators import make_core
@@ -284,9 +285,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     net, config = paper_model()
     enhancer = Enhancer(net, config, device=device, cuda_graphs=device.type == "cuda")
     frames = [camera_frame(args.size) + i for i in range(4)]  # distinct frames, same shape
-    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x"}
-    meta |= {"pixel_size_um": 0.185, "exposure_ms": 1.0}
-    core = make_core(seed=0, sensor=(args.size, args.size))  # pixel size for the recorder
+    core = make_core(seed=0, sensor=(args.size, args.size))
+    meta = FrameMetaReader(core)()  # the replayed frames carry the simulator's state
     phases: dict[str, Any] = {}
     plan = [("display", args.soak, False)]
     if args.record_seconds > 0:

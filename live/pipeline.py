@@ -27,10 +27,11 @@ import numpy as np
 from pymmcore_plus import CMMCorePlus
 
 from deepscope.errors import DeepscopeError, HardwareError, InputError
+from deepscope.framemeta import FrameMeta, FrameMetaReader
 from deepscope.imaging import to_raw_dtype
 from live.frames import LiveFrame, LiveStats, percentiles, rate
 from live.recorder import Recorder, RecordingOverflowError, RecordItem
-from live.sources import CoreSequenceSource, FrameMetaReader, acquisition_hook
+from live.sources import CoreSequenceSource, acquisition_hook
 
 if TYPE_CHECKING:
     from model.inference.engine import Enhancer, Output
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepscope.live")
 
 #: A frame waiting for the worker: index, raw pixels, arrival time, device meta.
-Job = tuple[int, np.ndarray, float, dict[str, Any]]
+Job = tuple[int, np.ndarray, float, FrameMeta]
 
 #: Frames kept for the rate and latency statistics (a sliding window).
 STATS_WINDOW = 10_000
@@ -255,7 +256,7 @@ class LivePipeline:
                 paused=self._paused,
             )
 
-    def submit(self, raw: np.ndarray, meta: dict[str, Any]) -> None:
+    def submit(self, raw: np.ndarray, meta: FrameMeta) -> None:
         """Hand one camera frame to the pipeline; returns at once (called by the sources).
 
         Raises :class:`~live.recorder.RecordingOverflowError` (and stops the run) when the
@@ -329,7 +330,7 @@ class LivePipeline:
                 self._cond.wait(0.1)
             return None
 
-    def _pause_reason(self, enhancer: Enhancer, meta: dict[str, Any]) -> str | None:
+    def _pause_reason(self, enhancer: Enhancer, meta: FrameMeta) -> str | None:
         """Why this frame is not enhanced (optics and model differ), logged when it changes."""
         reason = (
             enhancer.pixel_size_mismatch(meta.get("pixel_size_um"))
