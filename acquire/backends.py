@@ -21,14 +21,98 @@ import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from acquire.plan import CameraROI
 from deepscope.errors import HardwareError, InputError
 
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
 log = logging.getLogger("deepscope.acquire")
+
+
+class SnakeCaseCore(Protocol):
+    """The snake_case Micro-Manager core API that :class:`Scope` calls.
+
+    pycromanager's ``Core`` (bridged to Java) has it, and so has
+    :class:`~acquire.pycro_core.PycroCoreAdapter` around a pymmcore-plus core. Values come back
+    as Java or C++ types (a ``StrVector``, a Java array): :class:`Scope` converts them.
+    """
+
+    def get_x_position(self) -> float:
+        """X stage position (um), read back."""
+
+    def get_y_position(self) -> float:
+        """Y stage position (um), read back."""
+
+    def get_position(self) -> float:
+        """Focus drive position (um), read back."""
+
+    def get_pixel_size_um(self) -> float:
+        """Pixel size of the active objective (um)."""
+
+    def get_image_bit_depth(self) -> int:
+        """Bit depth of the pixel values."""
+
+    def get_image_width(self) -> int:
+        """Frame width (px)."""
+
+    def get_image_height(self) -> int:
+        """Frame height (px)."""
+
+    def get_image_buffer_size(self) -> int:
+        """Bytes of one frame."""
+
+    def get_number_of_components(self) -> int:
+        """1 for grey, 4 for RGB."""
+
+    def is_group_defined(self, group: str) -> bool:
+        """Whether config group *group* exists."""
+
+    def get_available_configs(self, group: str) -> Any:
+        """Presets of config group *group*."""
+
+    def set_config(self, group: str, preset: str) -> None:
+        """Apply a preset."""
+
+    def wait_for_config(self, group: str, preset: str) -> None:
+        """Wait until a preset is applied."""
+
+    def clear_roi(self) -> None:
+        """Full-sensor ROI."""
+
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        """Camera ROI."""
+
+    def get_roi(self) -> Any:
+        """Camera ROI ``(x, y, width, height)``."""
+
+    def set_exposure(self, exposure_ms: float) -> None:
+        """Camera exposure (ms)."""
+
+    def set_xy_position(self, x_um: float, y_um: float) -> None:
+        """Start an XY move."""
+
+    def set_position(self, z_um: float) -> None:
+        """Start a focus move."""
+
+    def get_xy_stage_device(self) -> str:
+        """Label of the XY stage."""
+
+    def get_focus_device(self) -> str:
+        """Label of the focus drive."""
+
+    def wait_for_device(self, label: str) -> None:
+        """Wait until a device stops moving."""
+
+    def snap_image(self) -> None:
+        """Expose one frame."""
+
+    def get_image(self) -> Any:
+        """Pixels of the last snapped frame."""
 
 
 class Scope:
@@ -41,11 +125,16 @@ class Scope:
         around a pymmcore-plus core, or pycromanager's ``Core`` bridged to Java.
     java_port
         The ZMQ port when *core* is the Java bridge, else None (Python backend).
+    local
+        The pymmcore-plus core in this process behind *core* (None through the Java bridge).
     """
 
-    def __init__(self, core: Any, java_port: int | None = None) -> None:
+    def __init__(
+        self, core: SnakeCaseCore, java_port: int | None = None, local: CMMCorePlus | None = None
+    ) -> None:
         self.core = core
         self.java_port = java_port
+        self.local = local
 
     # -- state -----------------------------------------------------------------------------
     def position(self) -> tuple[float, float, float]:
@@ -163,7 +252,7 @@ class Scope:
 
 
 @contextlib.contextmanager
-def python_scope(core: Any) -> Iterator[Scope]:
+def python_scope(core: CMMCorePlus) -> Iterator[Scope]:
     """A :class:`Scope` on a pymmcore-plus core, with pycromanager's Python engine installed."""
     from acquire.pycro_core import pycro_engine
 
@@ -172,7 +261,7 @@ def python_scope(core: Any) -> Iterator[Scope]:
             adapter = stack.enter_context(pycro_engine(core))
         except RuntimeError as exc:  # another acquisition or live view holds the engine
             raise HardwareError(f"cannot start pycromanager's engine: {exc}") from exc
-        yield Scope(adapter)
+        yield Scope(adapter, local=core)
 
 
 ROI_HELP = "camera ROI in pixels: X Y W H, or N for a centred N x N square (0: full sensor)"
@@ -207,7 +296,7 @@ def roi_from_option(values: Sequence[int] | None) -> CameraROI | None:
     return CameraROI(x=x, y=y, width=w, height=h)
 
 
-def set_camera_roi(core: Any, roi: CameraROI | None) -> None:
+def set_camera_roi(core: CMMCorePlus, roi: CameraROI | None) -> None:
     """Set a pymmcore core's camera ROI (centred on the sensor when *roi* has no corner).
 
     Raises :class:`~deepscope.errors.InputError` naming the ROI and why the camera refused it.
@@ -289,7 +378,7 @@ def add_scope_options(p: argparse.ArgumentParser) -> None:
 ROLES = {"camera": "Camera", "XY stage": "XYStage", "focus drive": "Focus"}  # getXDevice()
 
 
-def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
+def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> CMMCorePlus:
     """A pymmcore-plus core in this process: the simulator or a loaded ``.cfg``.
 
     Raises :class:`~deepscope.errors.HardwareError` (one line: file, line, device) when the

@@ -123,7 +123,7 @@ class PycroCoreAdapter:
 
 
 @contextmanager
-def pycro_engine(core: Any) -> Iterator[PycroCoreAdapter]:
+def pycro_engine(core: CMMCorePlus) -> Iterator[PycroCoreAdapter]:
     """Install pycromanager's Python-backend engine on *core* for the ``with`` block.
 
     ``pycromanager.Acquisition`` inside the block uses the Python backend on *core*. On exit the
@@ -140,14 +140,19 @@ def pycro_engine(core: Any) -> Iterator[PycroCoreAdapter]:
         if Engine.get_instance() is not None:
             raise RuntimeError("pycromanager's engine was started elsewhere; shut it down first")
         engine = Engine(adapter)
-        launcher._PYMMCORES.append(
-            adapter
-        )  # makes pycromanager.Acquisition pick the Python backend
+        # pycromanager.Acquisition picks the Python backend when mmpycorex's list of Python
+        # cores is not empty. Its only public way to fill it, start_headless(python_backend=
+        # True), creates and loads a core of its own from a Micro-Manager installation; nothing
+        # public registers an existing core, so the adapter goes into the list itself.
+        launcher._PYMMCORES.append(adapter)
         try:
             yield adapter
         finally:
             launcher._PYMMCORES.remove(adapter)
             engine.shutdown()
+            # Engine has get_instance() and shutdown() but nothing public that forgets the
+            # singleton (stop_headless() only shuts it down), and Engine(core) keeps an existing
+            # one, so a later engine would run on this core: remove it.
             del Engine.singleton
     finally:
         _ENGINE_LOCK.release()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acquire import layout
 from acquire.autofocus import FocusMap, map_points, z_scan
@@ -31,6 +31,9 @@ from deepscope import __version__
 from deepscope.errors import InputError
 from deepscope.formats.dataset import DatasetInfo, ObjectiveInfo, flat_field_ids
 from deepscope.locking import directory_lock
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -151,7 +154,7 @@ def check_limits(
 def run_acquisition(
     plan: AcquisitionPlan,
     out_dir: str | Path,
-    core: Any,
+    core: CMMCorePlus | Scope,
     *,
     profile: MicroscopeProfile | None = None,
     resume: bool = False,

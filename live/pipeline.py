@@ -29,12 +29,13 @@ from pymmcore_plus import CMMCorePlus
 from deepscope.errors import DeepscopeError, HardwareError, InputError
 from deepscope.framemeta import FrameMeta, FrameMetaReader
 from deepscope.imaging import to_raw_dtype
+from live.enhancer import FrameEnhancer
 from live.frames import LiveFrame, LiveStats, percentiles, rate
 from live.recorder import Recorder, RecordingOverflowError, RecordItem
 from live.sources import CoreSequenceSource, acquisition_hook
 
 if TYPE_CHECKING:
-    from model.inference.engine import Enhancer, Output
+    from model.inference.engine import Output
     from model.inference.view import ViewRequest
 
 log = logging.getLogger("deepscope.live")
@@ -70,7 +71,7 @@ class LivePipeline:
     save_enhanced
         Also save the enhanced frames (``enhanced/*.ome.tif``); needs *record_dir*.
     self_feed
-        Enhance in self-feeding mode (see :meth:`Enhancer.enhance`).
+        Enhance in self-feeding mode (see :meth:`model.inference.engine.Enhancer.enhance`).
     camera
         Start the core's continuous sequence acquisition; False when frames come from
         :meth:`acquisition_hook` of a pycromanager ``Acquisition`` (or :meth:`submit`).
@@ -88,7 +89,7 @@ class LivePipeline:
     def __init__(
         self,
         core: CMMCorePlus,
-        enhancer: Enhancer | None,
+        enhancer: FrameEnhancer | None,
         *,
         record_dir: Path | None = None,
         save_enhanced: bool = False,
@@ -203,7 +204,7 @@ class LivePipeline:
             raise HardwareError(f"live mode failed: {type(error).__name__}: {error}") from error
         return stats
 
-    def set_enhancer(self, enhancer: Enhancer | None) -> None:
+    def set_enhancer(self, enhancer: FrameEnhancer | None) -> None:
         """Use another model (or none) from the next frame on."""
         with self._cond:
             self._enhancer = enhancer
@@ -315,7 +316,9 @@ class LivePipeline:
         if self._use_camera and self.core.isSequenceRunning():
             self.core.stopSequenceAcquisition()
 
-    def _next(self, wait: bool) -> tuple[Job, Enhancer | None, bool, ViewRequest | None] | None:
+    def _next(
+        self, wait: bool
+    ) -> tuple[Job, FrameEnhancer | None, bool, ViewRequest | None] | None:
         """The newest unprocessed frame with the settings to use; None when stopping.
 
         Without *wait*, also None when no frame is pending.
@@ -330,7 +333,7 @@ class LivePipeline:
                 self._cond.wait(0.1)
             return None
 
-    def _pause_reason(self, enhancer: Enhancer, meta: FrameMeta) -> str | None:
+    def _pause_reason(self, enhancer: FrameEnhancer, meta: FrameMeta) -> str | None:
         """Why this frame is not enhanced (optics and model differ), logged when it changes."""
         reason = (
             enhancer.pixel_size_mismatch(meta.get("pixel_size_um"))
@@ -349,7 +352,7 @@ class LivePipeline:
     def _work(self) -> None:
         # On CUDA the next frame is started before the previous one is collected, so its upload
         # and compute overlap the previous download; on the CPU each frame completes in turn.
-        inflight: tuple[Job, Enhancer, Callable[[], Output]] | None = None
+        inflight: tuple[Job, FrameEnhancer, Callable[[], Output]] | None = None
         try:
             while True:
                 got = self._next(wait=inflight is None)
@@ -387,10 +390,10 @@ class LivePipeline:
         except Exception as exc:  # out of GPU memory, recording overflow: stop loudly
             self._fail(exc)
 
-    def _collect(self, job: Job, enhancer: Enhancer, collect: Callable[[], Output]) -> None:
+    def _collect(self, job: Job, enhancer: FrameEnhancer, collect: Callable[[], Output]) -> None:
         self._publish(job, collect(), enhancer)
 
-    def _publish(self, job: Job, out: Output | None, enhancer: Enhancer | None) -> None:
+    def _publish(self, job: Job, out: Output | None, enhancer: FrameEnhancer | None) -> None:
         index, raw, arrival, meta = job
         ready = time.perf_counter() if out is not None else None
         enhanced = out.full if out is not None and self.full_output else None
