@@ -176,16 +176,9 @@ class Scope:
 
     def set_roi(self, roi: CameraROI) -> None:
         """Set the camera ROI, centred on the sensor unless the plan gives its corner."""
-        c = self.core
-        c.clear_roi()
-        width, height = self.image_size()
-        if roi.width > width or roi.height > height:
-            raise InputError(
-                f"camera ROI {roi.width}x{roi.height} is larger than the sensor {width}x{height}"
-            )
-        x = (width - roi.width) // 2 if roi.x is None else roi.x
-        y = (height - roi.height) // 2 if roi.y is None else roi.y
-        c.set_roi(x, y, roi.width, roi.height)
+        self.core.clear_roi()
+        x, y = roi_corner(roi, *self.image_size())
+        self.core.set_roi(x, y, roi.width, roi.height)
 
     def roi(self) -> tuple[int, int, int, int] | None:
         """Current camera ROI ``(x, y, width, height)``, or None if the core cannot say."""
@@ -296,6 +289,27 @@ def roi_from_option(values: Sequence[int] | None) -> CameraROI | None:
     return CameraROI(x=x, y=y, width=w, height=h)
 
 
+def roi_corner(
+    roi: CameraROI, width: int, height: int, name: str = "camera ROI"
+) -> tuple[int, int]:
+    """Top-left corner of *roi* on a *width* x *height* sensor: centred unless *roi* gives it.
+
+    Raises :class:`~deepscope.errors.InputError`, naming the ROI as *name* (where it was
+    given), when it is larger than the sensor or does not lie on it.
+    """
+    if roi.width > width or roi.height > height:
+        raise InputError(
+            f"{name} {roi.width}x{roi.height} is larger than the {width}x{height} sensor"
+        )
+    x = (width - roi.width) // 2 if roi.x is None else roi.x
+    y = (height - roi.height) // 2 if roi.y is None else roi.y
+    if x < 0 or y < 0 or x + roi.width > width or y + roi.height > height:
+        raise InputError(
+            f"{name} {x} {y} {roi.width} {roi.height} is outside the {width}x{height} sensor"
+        )
+    return x, y
+
+
 def set_camera_roi(core: CMMCorePlus, roi: CameraROI | None) -> None:
     """Set a pymmcore core's camera ROI (centred on the sensor when *roi* has no corner).
 
@@ -304,13 +318,7 @@ def set_camera_roi(core: CMMCorePlus, roi: CameraROI | None) -> None:
     if roi is None:
         return
     core.clearROI()
-    width, height = int(core.getImageWidth()), int(core.getImageHeight())
-    x = (width - roi.width) // 2 if roi.x is None else roi.x
-    y = (height - roi.height) // 2 if roi.y is None else roi.y
-    if x < 0 or y < 0 or x + roi.width > width or y + roi.height > height:
-        raise InputError(
-            f"--roi {x} {y} {roi.width} {roi.height} is outside the {width}x{height} sensor"
-        )
+    x, y = roi_corner(roi, int(core.getImageWidth()), int(core.getImageHeight()), "--roi")
     try:
         core.setROI(x, y, roi.width, roi.height)
     except (RuntimeError, ValueError) as exc:

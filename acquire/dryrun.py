@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from acquire import layout
-from acquire.backends import Scope
+from acquire.backends import Scope, roi_corner
 from acquire.plan import AcquisitionPlan
 from acquire.profile import MicroscopeProfile
 from acquire.runner import check_limits
@@ -67,11 +67,7 @@ def dry_run(plan: AcquisitionPlan, scope: Scope, profile: MicroscopeProfile) -> 
     group = profile.objective_group
     if plan.camera_roi is not None:
         width, height = plan.camera_roi.width, plan.camera_roi.height
-        sensor = (int(core.getImageWidth()), int(core.getImageHeight()))
-        if width > sensor[0] or height > sensor[1]:
-            raise InputError(
-                f"camera ROI {width}x{height} is larger than the sensor {sensor[0]}x{sensor[1]}"
-            )
+        roi_corner(plan.camera_roi, int(core.getImageWidth()), int(core.getImageHeight()))
     else:
         width, height = int(core.getImageWidth()), int(core.getImageHeight())
     pixel: dict[str, float] = {}
