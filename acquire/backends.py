@@ -1,6 +1,8 @@
 """The three ways to reach a microscope, behind one small :class:`Scope` interface.
 
-* ``--simulate`` (default): :func:`simulators.make_core`, the simulator's configuration;
+* ``--simulate`` (default): the simulated microscope, made by the factory the command line
+  hands in (:attr:`ScopeChoice.simulator`: ``app.cli`` passes :func:`simulators.make_core`,
+  so that ``acquire`` does not import the simulator);
 * ``--mm-config FILE``: a Micro-Manager hardware configuration loaded into a pymmcore-plus
   ``UniMMCore`` (:func:`deepscope.mmcore.load_config`: C++ adapters and Python devices);
 * ``--zmq-port N``: a running Micro-Manager with its ZMQ server (pycromanager's Java backend).
@@ -18,7 +20,7 @@ import argparse
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -337,22 +339,30 @@ class ScopeChoice:
         Port of a running Micro-Manager's ZMQ server.
     seed, specimen
         Settings of the simulator (used when neither of the above is given).
+    simulator
+        Makes the simulated microscope's core from ``seed=`` and ``specimen=`` (e.g.
+        :func:`simulators.make_core`); None where no simulator is at hand.
     """
 
     mm_config: Path | None = None
     zmq_port: int | None = None
     seed: int = 0
     specimen: str = "tissue"
+    simulator: Callable[..., CMMCorePlus] | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, specimen: str = "tissue") -> ScopeChoice:
-        """The choice made with the options of :func:`add_scope_options`."""
+        """The choice made with the options of :func:`add_scope_options`.
+
+        The simulator is ``args.simulator``, which the ``deepscope`` parser sets.
+        """
         mm_config = getattr(args, "mm_config", None)
         return cls(
             mm_config=Path(mm_config) if mm_config is not None else None,
             zmq_port=getattr(args, "zmq_port", None),
             seed=int(getattr(args, "seed", 0)),
             specimen=specimen,
+            simulator=getattr(args, "simulator", None),
         )
 
     def describe(self) -> str:
@@ -412,9 +422,9 @@ def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> CMMCor
                     f"(a 'Property,Core,{ROLES[role]},LABEL' line)"
                 )
         return core
-    from simulators import make_core
-
-    return make_core(seed=choice.seed, specimen=choice.specimen)  # type: ignore[arg-type]
+    if choice.simulator is None:
+        raise InputError("no microscope given: pass --mm-config FILE (or --zmq-port N)")
+    return choice.simulator(seed=choice.seed, specimen=choice.specimen)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import model.export.cli
 import model.inference.cli
 import model.registration.cli
 import model.training.cli
+import simulators
 import simulators.cli
 from deepscope import __version__
 from deepscope.atomic import is_disk_full
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'deepscope demo' for the whole pipeline on the simulated microscope.",
     )
     parser.add_argument("--version", action="version", version=f"deepscope {__version__}")
+    # what --simulate (every command's default microscope) opens: acquire knows no simulator
+    parser.set_defaults(simulator=simulators.make_core)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)

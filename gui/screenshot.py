@@ -141,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from acquire.backends import ScopeChoice
     from gui.app import load_enhancer, open_core
+    from simulators import make_core
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("deepscope")
-    core = open_core(ScopeChoice())
+    core = open_core(ScopeChoice(simulator=make_core))
     core.setROI(0, 0, args.roi, args.roi)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model_dir(Path(tmp) / "tiny-model")
