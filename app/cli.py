@@ -29,6 +29,7 @@ import simulators.cli
 from deepscope import __version__
 from deepscope.atomic import is_disk_full
 from deepscope.errors import DeepscopeError, describe_validation
+from simulators.targets import SimulatedUsafTarget
 
 log = logging.getLogger("deepscope")
 
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'deepscope demo' for the whole pipeline on the simulated microscope.",
     )
     parser.add_argument("--version", action="version", version=f"deepscope {__version__}")
-    # what --simulate (every command's default microscope) opens: acquire knows no simulator
-    parser.set_defaults(simulator=simulators.make_core)
+    # the simulator where areas need one, handed in here (acquire and model do not import it):
+    # what --simulate opens, and the USAF target that 'evaluate' measures the MTF on
+    parser.set_defaults(simulator=simulators.make_core, bar_target=SimulatedUsafTarget())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
