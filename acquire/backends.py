@@ -1,8 +1,10 @@
 """The three ways to reach a microscope, behind one small :class:`Scope` interface.
 
-* ``--simulate`` (default): :func:`simulators.make_core`, the simulator's configuration;
+* ``--simulate`` (default): the simulated microscope, made by the factory the command line
+  hands in (:attr:`ScopeChoice.simulator`: ``app.cli`` passes :func:`simulators.make_core`,
+  so that ``acquire`` does not import the simulator);
 * ``--mm-config FILE``: a Micro-Manager hardware configuration loaded into a pymmcore-plus
-  ``UniMMCore`` (:func:`acquire.mmcore.load_config`: C++ adapters and Python devices);
+  ``UniMMCore`` (:func:`deepscope.mmcore.load_config`: C++ adapters and Python devices);
 * ``--zmq-port N``: a running Micro-Manager with its ZMQ server (pycromanager's Java backend).
 
 Every command that takes a microscope adds the options with :func:`add_scope_options` and opens
@@ -18,17 +20,101 @@ import argparse
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from acquire.plan import CameraROI
 from deepscope.errors import HardwareError, InputError
 
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
 log = logging.getLogger("deepscope.acquire")
+
+
+class SnakeCaseCore(Protocol):
+    """The snake_case Micro-Manager core API that :class:`Scope` calls.
+
+    pycromanager's ``Core`` (bridged to Java) has it, and so has
+    :class:`~acquire.pycro_core.PycroCoreAdapter` around a pymmcore-plus core. Values come back
+    as Java or C++ types (a ``StrVector``, a Java array): :class:`Scope` converts them.
+    """
+
+    def get_x_position(self) -> float:
+        """X stage position (um), read back."""
+
+    def get_y_position(self) -> float:
+        """Y stage position (um), read back."""
+
+    def get_position(self) -> float:
+        """Focus drive position (um), read back."""
+
+    def get_pixel_size_um(self) -> float:
+        """Pixel size of the active objective (um)."""
+
+    def get_image_bit_depth(self) -> int:
+        """Bit depth of the pixel values."""
+
+    def get_image_width(self) -> int:
+        """Frame width (px)."""
+
+    def get_image_height(self) -> int:
+        """Frame height (px)."""
+
+    def get_image_buffer_size(self) -> int:
+        """Bytes of one frame."""
+
+    def get_number_of_components(self) -> int:
+        """1 for grey, 4 for RGB."""
+
+    def is_group_defined(self, group: str) -> bool:
+        """Whether config group *group* exists."""
+
+    def get_available_configs(self, group: str) -> Any:
+        """Presets of config group *group*."""
+
+    def set_config(self, group: str, preset: str) -> None:
+        """Apply a preset."""
+
+    def wait_for_config(self, group: str, preset: str) -> None:
+        """Wait until a preset is applied."""
+
+    def clear_roi(self) -> None:
+        """Full-sensor ROI."""
+
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        """Camera ROI."""
+
+    def get_roi(self) -> Any:
+        """Camera ROI ``(x, y, width, height)``."""
+
+    def set_exposure(self, exposure_ms: float) -> None:
+        """Camera exposure (ms)."""
+
+    def set_xy_position(self, x_um: float, y_um: float) -> None:
+        """Start an XY move."""
+
+    def set_position(self, z_um: float) -> None:
+        """Start a focus move."""
+
+    def get_xy_stage_device(self) -> str:
+        """Label of the XY stage."""
+
+    def get_focus_device(self) -> str:
+        """Label of the focus drive."""
+
+    def wait_for_device(self, label: str) -> None:
+        """Wait until a device stops moving."""
+
+    def snap_image(self) -> None:
+        """Expose one frame."""
+
+    def get_image(self) -> Any:
+        """Pixels of the last snapped frame."""
 
 
 class Scope:
@@ -41,11 +127,16 @@ class Scope:
         around a pymmcore-plus core, or pycromanager's ``Core`` bridged to Java.
     java_port
         The ZMQ port when *core* is the Java bridge, else None (Python backend).
+    local
+        The pymmcore-plus core in this process behind *core* (None through the Java bridge).
     """
 
-    def __init__(self, core: Any, java_port: int | None = None) -> None:
+    def __init__(
+        self, core: SnakeCaseCore, java_port: int | None = None, local: CMMCorePlus | None = None
+    ) -> None:
         self.core = core
         self.java_port = java_port
+        self.local = local
 
     # -- state -----------------------------------------------------------------------------
     def position(self) -> tuple[float, float, float]:
@@ -87,16 +178,9 @@ class Scope:
 
     def set_roi(self, roi: CameraROI) -> None:
         """Set the camera ROI, centred on the sensor unless the plan gives its corner."""
-        c = self.core
-        c.clear_roi()
-        width, height = self.image_size()
-        if roi.width > width or roi.height > height:
-            raise InputError(
-                f"camera ROI {roi.width}x{roi.height} is larger than the sensor {width}x{height}"
-            )
-        x = (width - roi.width) // 2 if roi.x is None else roi.x
-        y = (height - roi.height) // 2 if roi.y is None else roi.y
-        c.set_roi(x, y, roi.width, roi.height)
+        self.core.clear_roi()
+        x, y = roi_corner(roi, *self.image_size())
+        self.core.set_roi(x, y, roi.width, roi.height)
 
     def roi(self) -> tuple[int, int, int, int] | None:
         """Current camera ROI ``(x, y, width, height)``, or None if the core cannot say."""
@@ -163,7 +247,7 @@ class Scope:
 
 
 @contextlib.contextmanager
-def python_scope(core: Any) -> Iterator[Scope]:
+def python_scope(core: CMMCorePlus) -> Iterator[Scope]:
     """A :class:`Scope` on a pymmcore-plus core, with pycromanager's Python engine installed."""
     from acquire.pycro_core import pycro_engine
 
@@ -172,7 +256,7 @@ def python_scope(core: Any) -> Iterator[Scope]:
             adapter = stack.enter_context(pycro_engine(core))
         except RuntimeError as exc:  # another acquisition or live view holds the engine
             raise HardwareError(f"cannot start pycromanager's engine: {exc}") from exc
-        yield Scope(adapter)
+        yield Scope(adapter, local=core)
 
 
 ROI_HELP = "camera ROI in pixels: X Y W H, or N for a centred N x N square (0: full sensor)"
@@ -207,7 +291,28 @@ def roi_from_option(values: Sequence[int] | None) -> CameraROI | None:
     return CameraROI(x=x, y=y, width=w, height=h)
 
 
-def set_camera_roi(core: Any, roi: CameraROI | None) -> None:
+def roi_corner(
+    roi: CameraROI, width: int, height: int, name: str = "camera ROI"
+) -> tuple[int, int]:
+    """Top-left corner of *roi* on a *width* x *height* sensor: centred unless *roi* gives it.
+
+    Raises :class:`~deepscope.errors.InputError`, naming the ROI as *name* (where it was
+    given), when it is larger than the sensor or does not lie on it.
+    """
+    if roi.width > width or roi.height > height:
+        raise InputError(
+            f"{name} {roi.width}x{roi.height} is larger than the {width}x{height} sensor"
+        )
+    x = (width - roi.width) // 2 if roi.x is None else roi.x
+    y = (height - roi.height) // 2 if roi.y is None else roi.y
+    if x < 0 or y < 0 or x + roi.width > width or y + roi.height > height:
+        raise InputError(
+            f"{name} {x} {y} {roi.width} {roi.height} is outside the {width}x{height} sensor"
+        )
+    return x, y
+
+
+def set_camera_roi(core: CMMCorePlus, roi: CameraROI | None) -> None:
     """Set a pymmcore core's camera ROI (centred on the sensor when *roi* has no corner).
 
     Raises :class:`~deepscope.errors.InputError` naming the ROI and why the camera refused it.
@@ -215,13 +320,7 @@ def set_camera_roi(core: Any, roi: CameraROI | None) -> None:
     if roi is None:
         return
     core.clearROI()
-    width, height = int(core.getImageWidth()), int(core.getImageHeight())
-    x = (width - roi.width) // 2 if roi.x is None else roi.x
-    y = (height - roi.height) // 2 if roi.y is None else roi.y
-    if x < 0 or y < 0 or x + roi.width > width or y + roi.height > height:
-        raise InputError(
-            f"--roi {x} {y} {roi.width} {roi.height} is outside the {width}x{height} sensor"
-        )
+    x, y = roi_corner(roi, int(core.getImageWidth()), int(core.getImageHeight()), "--roi")
     try:
         core.setROI(x, y, roi.width, roi.height)
     except (RuntimeError, ValueError) as exc:
@@ -240,22 +339,30 @@ class ScopeChoice:
         Port of a running Micro-Manager's ZMQ server.
     seed, specimen
         Settings of the simulator (used when neither of the above is given).
+    simulator
+        Makes the simulated microscope's core from ``seed=`` and ``specimen=`` (e.g.
+        :func:`simulators.make_core`); None where no simulator is at hand.
     """
 
     mm_config: Path | None = None
     zmq_port: int | None = None
     seed: int = 0
     specimen: str = "tissue"
+    simulator: Callable[..., CMMCorePlus] | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, specimen: str = "tissue") -> ScopeChoice:
-        """The choice made with the options of :func:`add_scope_options`."""
+        """The choice made with the options of :func:`add_scope_options`.
+
+        The simulator is ``args.simulator``, which the ``deepscope`` parser sets.
+        """
         mm_config = getattr(args, "mm_config", None)
         return cls(
             mm_config=Path(mm_config) if mm_config is not None else None,
             zmq_port=getattr(args, "zmq_port", None),
             seed=int(getattr(args, "seed", 0)),
             specimen=specimen,
+            simulator=getattr(args, "simulator", None),
         )
 
     def describe(self) -> str:
@@ -289,7 +396,7 @@ def add_scope_options(p: argparse.ArgumentParser) -> None:
 ROLES = {"camera": "Camera", "XY stage": "XYStage", "focus drive": "Focus"}  # getXDevice()
 
 
-def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
+def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> CMMCorePlus:
     """A pymmcore-plus core in this process: the simulator or a loaded ``.cfg``.
 
     Raises :class:`~deepscope.errors.HardwareError` (one line: file, line, device) when the
@@ -305,7 +412,7 @@ def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
             "(after closing Micro-Manager), or use 'deepscope acquire --zmq-port'"
         )
     if choice.mm_config is not None:
-        from acquire.mmcore import load_config
+        from deepscope.mmcore import load_config
 
         core = load_config(choice.mm_config)
         for role in needs:
@@ -315,9 +422,9 @@ def open_core(choice: ScopeChoice, needs: Sequence[str] = ("camera",)) -> Any:
                     f"(a 'Property,Core,{ROLES[role]},LABEL' line)"
                 )
         return core
-    from simulators import make_core
-
-    return make_core(seed=choice.seed, specimen=choice.specimen)  # type: ignore[arg-type]
+    if choice.simulator is None:
+        raise InputError("no microscope given: pass --mm-config FILE (or --zmq-port N)")
+    return choice.simulator(seed=choice.seed, specimen=choice.specimen)
 
 
 @contextlib.contextmanager

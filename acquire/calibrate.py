@@ -20,10 +20,10 @@ from skimage.transform import rescale
 
 from acquire.autofocus import z_scan
 from acquire.backends import Scope
-from acquire.dataset import Calibration
 from acquire.plan import CameraROI
 from acquire.profile import MicroscopeProfile
 from deepscope.errors import HardwareError, InputError
+from deepscope.formats.dataset import Calibration
 from deepscope.imaging import to_gray
 
 log = logging.getLogger("deepscope.acquire")

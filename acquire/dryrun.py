@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from acquire import layout
-from acquire.backends import Scope
+from acquire.backends import Scope, roi_corner
 from acquire.plan import AcquisitionPlan
 from acquire.profile import MicroscopeProfile
 from acquire.runner import check_limits
 from deepscope.errors import InputError
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
 
 #: Assumed for the time estimate (the plan cannot know them): stage speed and settling per move.
 STAGE_SPEED_UM_S = 5000.0
@@ -42,7 +45,7 @@ class DryRun(BaseModel):
     calibrated: bool
 
 
-def objective_pixel_size(core: Any, group: str, objective: str) -> float:
+def objective_pixel_size(core: CMMCorePlus, group: str, objective: str) -> float:
     """Pixel size of preset *objective* of config group *group*; 0.0 when none matches.
 
     Read from the pixel-size presets whose settings the objective preset contains, without
@@ -58,17 +61,13 @@ def objective_pixel_size(core: Any, group: str, objective: str) -> float:
 
 def dry_run(plan: AcquisitionPlan, scope: Scope, profile: MicroscopeProfile) -> DryRun:
     """Check *plan* on *scope* and estimate it; raises InputError for what would fail."""
-    if scope.java_port is not None:
+    core = scope.local
+    if core is None:
         raise InputError("--dry-run reads the configuration in this process; use --mm-config")
-    core = scope.core.core  # the pymmcore-plus core behind pycromanager's adapter
     group = profile.objective_group
     if plan.camera_roi is not None:
         width, height = plan.camera_roi.width, plan.camera_roi.height
-        sensor = (int(core.getImageWidth()), int(core.getImageHeight()))
-        if width > sensor[0] or height > sensor[1]:
-            raise InputError(
-                f"camera ROI {width}x{height} is larger than the sensor {sensor[0]}x{sensor[1]}"
-            )
+        roi_corner(plan.camera_roi, int(core.getImageWidth()), int(core.getImageHeight()))
     else:
         width, height = int(core.getImageWidth()), int(core.getImageHeight())
     pixel: dict[str, float] = {}

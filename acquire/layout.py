@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from acquire.dataset import Role
 from acquire.plan import Region
 from deepscope import limits
+from deepscope.formats.dataset import Role
 
 
 class FieldSpec(BaseModel):

@@ -24,13 +24,13 @@ import numpy as np
 
 from acquire.autofocus import z_scan
 from acquire.backends import Scope
-from acquire.dataset import ObjectiveInfo
 from acquire.layout import FieldSpec
 from acquire.plan import AcquisitionPlan, ZStack
 from acquire.profile import MicroscopeProfile
 from acquire.storage import DatasetWriter
 from deepscope.atomic import check_free_space
 from deepscope.errors import DeepscopeError, DiskFullError, HardwareError
+from deepscope.formats.dataset import ObjectiveInfo
 from deepscope.ometiff import ImageMeta, PlaneMeta
 
 log = logging.getLogger("deepscope.acquire")

@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from acquire.dataset import Calibration
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
+from deepscope.formats.dataset import Calibration
 from deepscope.objective import Objective
 from deepscope.validated import load_validated
 

@@ -27,6 +27,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from pymmcore_plus import CMMCorePlus
+
+from deepscope.framemeta import FrameMetaReader, to_tags
 
 _SNAKE_1 = re.compile(r"(.)([A-Z][a-z]+)")
 _SNAKE_2 = re.compile(r"([a-z0-9])([A-Z])")
@@ -55,8 +58,9 @@ class PycroCoreAdapter:
 
     TaggedImage = MMTaggedImage  # the engine builds end-of-acquisition markers from it
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: CMMCorePlus) -> None:
         self.core = core
+        self.read_meta = FrameMetaReader(core)
         self._names = {
             camel_to_snake(n): n
             for n in dir(type(core))
@@ -84,16 +88,8 @@ class PycroCoreAdapter:
             "Core-Camera": core.getCameraDevice(),
             "Core-XYStage": core.getXYStageDevice(),
             "Core-Focus": core.getFocusDevice(),
-            "PixelSizeUm": core.getPixelSizeUm(),
-            "Exposure-ms": core.getExposure(),
+            **to_tags(self.read_meta()),
         }
-        if core.getXYStageDevice():
-            x, y = core.getXYPosition()
-            tags["XPositionUm"], tags["YPositionUm"] = float(x), float(y)
-        if core.getFocusDevice():
-            tags["ZPositionUm"] = float(core.getPosition())
-        if "Objective" in core.getLoadedDevices():
-            tags["Objective-Label"] = core.getProperty("Objective", "Label")
         cam = core.getCameraDevice()
         if cam:
             tags["Binning"] = core.getProperty(cam, "Binning")
@@ -127,7 +123,7 @@ class PycroCoreAdapter:
 
 
 @contextmanager
-def pycro_engine(core: Any) -> Iterator[PycroCoreAdapter]:
+def pycro_engine(core: CMMCorePlus) -> Iterator[PycroCoreAdapter]:
     """Install pycromanager's Python-backend engine on *core* for the ``with`` block.
 
     ``pycromanager.Acquisition`` inside the block uses the Python backend on *core*. On exit the
@@ -144,14 +140,19 @@ def pycro_engine(core: Any) -> Iterator[PycroCoreAdapter]:
         if Engine.get_instance() is not None:
             raise RuntimeError("pycromanager's engine was started elsewhere; shut it down first")
         engine = Engine(adapter)
-        launcher._PYMMCORES.append(
-            adapter
-        )  # makes pycromanager.Acquisition pick the Python backend
+        # pycromanager.Acquisition picks the Python backend when mmpycorex's list of Python
+        # cores is not empty. Its only public way to fill it, start_headless(python_backend=
+        # True), creates and loads a core of its own from a Micro-Manager installation; nothing
+        # public registers an existing core, so the adapter goes into the list itself.
+        launcher._PYMMCORES.append(adapter)
         try:
             yield adapter
         finally:
             launcher._PYMMCORES.remove(adapter)
             engine.shutdown()
+            # Engine has get_instance() and shutdown() but nothing public that forgets the
+            # singleton (stop_headless() only shuts it down), and Engine(core) keeps an existing
+            # one, so a later engine would run on this core: remove it.
             del Engine.singleton
     finally:
         _ENGINE_LOCK.release()

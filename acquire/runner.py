@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acquire import layout
 from acquire.autofocus import FocusMap, map_points, z_scan
 from acquire.backends import Scope, python_scope
-from acquire.dataset import DatasetInfo, ObjectiveInfo, flat_field_ids
 from acquire.layout import FieldSpec
 from acquire.passes import AcquisitionProgress, CancelledError, Optics, PassRunner
 from acquire.plan import AcquisitionPlan, ZStack
@@ -30,7 +29,11 @@ from acquire.storage import DatasetWriter, now_iso
 from acquire.targets import content_check, tile_focus
 from deepscope import __version__
 from deepscope.errors import InputError
+from deepscope.formats.dataset import DatasetInfo, ObjectiveInfo, flat_field_ids
 from deepscope.locking import directory_lock
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
 
 log = logging.getLogger("deepscope.acquire")
 
@@ -151,7 +154,7 @@ def check_limits(
 def run_acquisition(
     plan: AcquisitionPlan,
     out_dir: str | Path,
-    core: Any,
+    core: CMMCorePlus | Scope,
     *,
     profile: MicroscopeProfile | None = None,
     resume: bool = False,

@@ -2,9 +2,9 @@
 
 Order of operations for each field: the OME-TIFF is written under a temporary name, fsynced and
 renamed into place (:func:`deepscope.ometiff.write_ome_tiff`), and only then is its
-:class:`~acquire.dataset.FieldRecord` appended (and fsynced) to ``manifest.jsonl``. A crash at
-any point leaves either a ``.partial`` file (removed on resume), a complete file without a
-manifest line (acquired again on resume and replaced atomically), or a finished field.
+:class:`~deepscope.formats.dataset.FieldRecord` appended (and fsynced) to ``manifest.jsonl``.
+A crash at any point leaves either a ``.partial`` file (removed on resume), a complete file
+without a manifest line (acquired again on resume and replaced atomically), or a finished field.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from acquire.dataset import (
+from acquire.layout import FieldSpec
+from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
+from deepscope.errors import InputError, StorageError
+from deepscope.formats.dataset import (
     FIELDS_DIR,
     INFO_NAME,
     MANIFEST_NAME,
@@ -26,9 +29,6 @@ from acquire.dataset import (
     FieldRecord,
     read_records,
 )
-from acquire.layout import FieldSpec
-from deepscope.atomic import append_jsonl, atomic_write_json, remove_partials
-from deepscope.errors import InputError, StorageError
 from deepscope.locking import LOCK_NAME
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 from deepscope.validated import load_validated

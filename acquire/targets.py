@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 from skimage.measure import block_reduce
 
-from acquire.dataset import open_dataset
 from acquire.passes import Optics
 from acquire.storage import DatasetWriter
+from deepscope.formats.dataset import open_dataset
 from deepscope.imaging import to_gray
 
 

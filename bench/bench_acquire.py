@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from acquire.dataset import open_dataset
 from acquire.plan import AcquisitionPlan
 from acquire.runner import run_acquisition
-from simulators import make_core
+from deepscope.formats.dataset import open_dataset
+from simulators import make_core, nominal_pixel_size_um
 
 
 def make_plan(roi: int) -> AcquisitionPlan:
@@ -39,8 +39,8 @@ def make_plan(roi: int) -> AcquisitionPlan:
             "region": {
                 "x_um": 0,
                 "y_um": 0,
-                "width_um": 0.185 * roi * 2.5,
-                "height_um": 0.185 * roi * 2.5,
+                "width_um": nominal_pixel_size_um("40x") * roi * 2.5,  # 2.5 fields across
+                "height_um": nominal_pixel_size_um("40x") * roi * 2.5,
             },
             "camera_roi": {"width": roi, "height": roi},
             "tiles": {"exposure_ms": 5},

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepscope.demo import SNAPS_NAME
-from model.pairs import load_pairset
+from app.demo import SNAPS_NAME
+from deepscope.formats.pairs import load_pairset
 from model.training.baselines import optics_for_pairs, tune_baselines
 from model.training.data import load_fields
 from model.training.infer import bicubic_upsample

@@ -21,8 +21,8 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from model.registration.focus import edof_wavelet
-from model.registration.simulated import tissue_region
 from simulators.core import make_core, microscope_of
+from simulators.dataset import tissue_region
 from simulators.render import TileCache, optical_image
 from simulators.specimen import Specimen
 

@@ -44,11 +44,12 @@ def main() -> int:
     from PySide6.QtGui import QTransform
     from PySide6.QtWidgets import QApplication
 
-    from acquire.live.frames import LiveFrame
+    from deepscope.framemeta import FrameMetaReader
     from gui.app import load_enhancer
     from gui.live_controller import LiveController
     from gui.live_panel import LivePanel
     from gui.screenshot import tiny_model_dir
+    from live.frames import LiveFrame
     from simulators import make_core
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -58,8 +59,7 @@ def main() -> int:
     raw = rng.integers(0, 4096, size=(n, n, 3), dtype=np.uint16)
     big = int(np.ceil(n * 2.5))
     enhanced = rng.random((big, big, 3), dtype=np.float32) * 4095
-    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x", "pixel_size_um": 0.185}
-    frame = LiveFrame(0, raw, enhanced, 0.0, 0.0, meta)
+    frame = LiveFrame(0, raw, enhanced, 0.0, 0.0, FrameMetaReader(core)())
 
     with tempfile.TemporaryDirectory() as tmp:  # drawing reads only the model's scale (2.5)
         enhancer = load_enhancer(tiny_model_dir(Path(tmp) / "tiny"))

@@ -20,7 +20,7 @@ fps (two frames in flight, as the live worker runs), p50/p99 latency (one frame 
 achieved TFLOP/s against the roofline of :mod:`model.inference.cost`.
 
 Third, ``--soak S``: live mode through the real pipeline (:class:`LivePipeline`) fed by a
-replayed 2048x2048 camera (:class:`acquire.live.sources.ReplaySource`) at ``--fps``, then
+replayed 2048x2048 camera (:class:`live.sources.ReplaySource`) at ``--fps``, then
 optionally ``--record-seconds`` with every raw frame recorded: camera blocks, drops, latency,
 recorded frames lost, memory growth.
 
@@ -276,17 +276,17 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     """
     import tempfile
 
-    from acquire.live.pipeline import LivePipeline
-    from acquire.live.sources import ReplaySource
+    from deepscope.framemeta import FrameMetaReader
+    from live.pipeline import LivePipeline
+    from live.sources import ReplaySource
     from simulators import make_core
 
     device = resolve_device(args.device)
     net, config = paper_model()
     enhancer = Enhancer(net, config, device=device, cuda_graphs=device.type == "cuda")
     frames = [camera_frame(args.size) + i for i in range(4)]  # distinct frames, same shape
-    meta = {"x_um": 0.0, "y_um": 0.0, "z_um": 0.0, "objective": "40x"}
-    meta |= {"pixel_size_um": 0.185, "exposure_ms": 1.0}
-    core = make_core(seed=0, sensor=(args.size, args.size))  # pixel size for the recorder
+    core = make_core(seed=0, sensor=(args.size, args.size))
+    meta = FrameMetaReader(core)()  # the replayed frames carry the simulator's state
     phases: dict[str, Any] = {}
     plan = [("display", args.soak, False)]
     if args.record_seconds > 0:

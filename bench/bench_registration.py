@@ -27,10 +27,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.pairs import load_pairset
+from deepscope.formats.pairs import load_pairset
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import SimulatedDataset, make_simulated_dataset, tissue_region
+from simulators import nominal_pixel_size_um
+from simulators.dataset import SimulatedDataset, make_simulated_dataset, tissue_region
 from simulators.microscope import pixel_to_slide
+
+#: The simulated 40x pixel size (um): tile regions are sized in tile pixels.
+TILE_PX_UM = nominal_pixel_size_um("40x")
 
 
 def errors(sim: SimulatedDataset, pairs_dir: Path, px: int) -> dict[str, float]:
@@ -90,7 +94,7 @@ def main() -> None:
             n_targets=args.fields,
             z_slices=1,
             min_tissue=0.7,
-            centre_um=tissue_region(args.seed, 2.7 * args.accuracy_px * 0.185),
+            centre_um=tissue_region(args.seed, 2.7 * args.accuracy_px * TILE_PX_UM),
         )
         summary = register_dataset(acc.path, work / "acc_pairs")
         result["accuracy"] = {
@@ -106,7 +110,7 @@ def main() -> None:
             n_targets=args.speed_fields,
             z_slices=5,
             min_tissue=0.7,
-            centre_um=tissue_region(args.seed + 1, 2.7 * args.speed_px * 0.185),
+            centre_um=tissue_region(args.seed + 1, 2.7 * args.speed_px * TILE_PX_UM),
         )
         timings: dict[str, object] = {}
         for edof in (True, False):

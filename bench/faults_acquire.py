@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from acquire.dataset import MANIFEST_NAME, open_dataset
 from acquire.plan import AcquisitionPlan
 from acquire.runner import run_acquisition
 from deepscope.atomic import read_jsonl
 from deepscope.errors import HardwareError
+from deepscope.formats.dataset import MANIFEST_NAME, open_dataset
 from deepscope.ometiff import read_ome_tiff
 from simulators import FaultConfig, make_core, microscope_of
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from acquire.live.pipeline import LivePipeline
 from gui.screenshot import tiny_model_dir
+from live.pipeline import LivePipeline
 from model.inference.engine import Enhancer
 from simulators import make_core
 

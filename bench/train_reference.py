@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deepscope.demo import acquire_stage, calibrate_stage, demo_plan, register_stage
+from app.demo import acquire_stage, calibrate_stage, demo_plan, register_stage
 from model.store import CONFIG_NAME, REFERENCE_MODEL_DIR, WEIGHTS_NAME, load_config
 from model.training import train_model
 from model.training.config import TrainConfig

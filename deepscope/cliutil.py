@@ -1,6 +1,6 @@
 """What every subcommand shares: the common options and the ``--json`` summary.
 
-Every area's ``cli`` module imports these; :mod:`deepscope.cli` (the entry point, which imports
+Every area's ``cli`` module imports these; :mod:`app.cli` (the entry point, which imports
 those modules) sits above them all.
 """
 

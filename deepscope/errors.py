@@ -2,7 +2,7 @@
 
 Raise these for anything a user can fix (bad value, missing file, wrong model); the CLI prints
 ``deepscope: error: <message>`` and exits with the class's ``exit_code`` (2 bad input, 3
-hardware, 4 disk), without a traceback. :func:`deepscope.cli.error_line` maps every other
+hardware, 4 disk), without a traceback. :func:`app.cli.error_line` maps every other
 exception a user can cause (``OSError``, ``UnicodeDecodeError``, ``MemoryError``) the same way.
 """
 

@@ -28,7 +28,7 @@ def collect() -> dict[str, Any]:
     """What ``deepscope info`` reports, as a JSON-ready dict."""
     import torch
 
-    from acquire.mmcore import adapter_path_text
+    from deepscope.mmcore import adapter_path_text
 
     versions = {"deepscope": __version__}
     for name in PACKAGES:

@@ -17,8 +17,8 @@ import numpy as np
 import yaml
 from PySide6.QtCore import QObject, Signal
 
-from acquire.dataset import FieldRecord, read_records
 from deepscope.errors import InputError
+from deepscope.formats.dataset import FieldRecord, read_records
 from gui.worker import BackgroundTask
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class FieldPreview:
 
 
 def _load_preview(out_dir: Path, record: FieldRecord) -> FieldPreview:
-    from acquire.dataset import open_dataset
+    from deepscope.formats.dataset import open_dataset
 
     dataset = open_dataset(out_dir)
     stack, meta = dataset.load(record)

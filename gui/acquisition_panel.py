@@ -38,10 +38,10 @@ from gui.training_panel import PathField
 from model.inference.view import display_factor
 
 if TYPE_CHECKING:
-    from acquire.dataset import FieldRecord
     from acquire.plan import AcquisitionPlan
     from acquire.profile import MicroscopeProfile
     from acquire.runner import AcquisitionProgress, AcquisitionSummary
+    from deepscope.formats.dataset import FieldRecord
     from gui.plan_preview import PlanLayout
 
 #: The documented example plan (README), shown when the panel opens.

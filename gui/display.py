@@ -7,9 +7,6 @@ import math
 import cv2
 import numpy as np
 
-#: Rec. 601 luma weights, used for the grayscale display of RGB frames.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
 
 def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     """Area-average *image* ``(y, x)`` or ``(y, x, c)`` by an integer *factor* (1: unchanged)."""
@@ -23,15 +20,6 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     if image.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
         out = out[..., None]
     return out
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Luminance of an RGB image as float32 ``(y, x)``; one-channel images pass through."""
-    if image.ndim == 2:
-        return image
-    if image.shape[-1] == 1:
-        return image[..., 0]
-    return image[..., :3].astype(np.float32) @ _LUMA
 
 
 def auto_levels(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:

@@ -14,7 +14,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QTransform
 
-from gui.display import auto_levels, downsample, to_gray
+from deepscope.imaging import to_gray
+from gui.display import auto_levels, downsample
 from gui.measure import LineProfile, PixelValue, ScaleBar, line_profile, value_at
 from model.inference.view import ViewWindow, display_window
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from acquire.live.sources import FrameMetaReader
 from deepscope.errors import InputError
-from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+from deepscope.framemeta import FrameMeta, FrameMetaReader, image_meta
+from deepscope.ometiff import write_ome_tiff
 from gui.measure import stage_step_um
 from gui.recording import Recording
 from gui.worker import BackgroundTask
@@ -32,8 +31,8 @@ from model.inference.view import ViewRequest
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
-    from acquire.live.frames import LiveFrame
-    from acquire.live.pipeline import LivePipeline
+    from live.frames import LiveFrame
+    from live.pipeline import LivePipeline
     from model.inference.engine import Enhancer
 
 log = logging.getLogger("deepscope.gui")
@@ -48,18 +47,6 @@ STATS_INTERVAL_S = 0.25
 
 #: The view asked for before the panel knows its geometry: the whole frame, 1024 px on screen.
 WHOLE_FRAME = ViewRequest(0.0, 0.0, 1e9, 1e9, 1024)
-
-
-@dataclass(frozen=True)
-class StageState:
-    """Where the microscope is: stage position, objective, pixel size and exposure."""
-
-    x_um: float
-    y_um: float
-    z_um: float
-    objective: str
-    pixel_size_um: float
-    exposure_ms: float
 
 
 def camera_image(core: CMMCorePlus) -> np.ndarray:
@@ -87,7 +74,7 @@ class LiveController(QObject):
     enhanced_ready = Signal(object)  # LiveFrame: the newest enhanced frame (enhanced view)
     paused_changed = Signal(object)  # str | None: why frames are not enhanced now
     stats_changed = Signal(object)  # LiveStats
-    stage_changed = Signal(object)  # StageState
+    stage_changed = Signal(object)  # FrameMeta: where the microscope is
     running_changed = Signal(bool)
     model_changed = Signal(object)  # Path | None
     record_status = Signal(object)  # RecordStatus: while recording, and once when it ends
@@ -115,7 +102,7 @@ class LiveController(QObject):
         self._recording: Recording | None = None
         self._last_raw = -1
         self._last_enhanced = -1
-        self._last_stage: StageState | None = None
+        self._last_stage: FrameMeta | None = None
         self._last_stats_s = 0.0
         self._snap_task: BackgroundTask | None = None
         self._snap_count = 0
@@ -140,9 +127,9 @@ class LiveController(QObject):
         """Pixel-density ratio of the loaded model (enhanced/raw), or None without a model."""
         return None if self.enhancer is None else float(self.enhancer.scale)
 
-    def read_stage(self) -> StageState:
+    def read_stage(self) -> FrameMeta:
         """Read position, objective, pixel size and exposure from the core (NaN: no stage)."""
-        return self._stage_from_meta(self._read_meta())
+        return self._read_meta()
 
     # -- live --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,7 +138,7 @@ class LiveController(QObject):
             self._start_pipeline(None)
 
     def _start_pipeline(self, recording: Recording | None) -> LivePipeline:
-        from acquire.live.pipeline import LivePipeline
+        from live.pipeline import LivePipeline
 
         pipeline = LivePipeline(
             self.core,
@@ -249,7 +236,7 @@ class LiveController(QObject):
             self._last_raw = raw.index
             self.current = raw
             self.raw_ready.emit(raw)
-            stage = self._stage_from_meta(raw.meta)
+            stage = raw.meta
             if stage != self._last_stage:
                 self._last_stage = stage
                 self.stage_changed.emit(stage)
@@ -278,17 +265,6 @@ class LiveController(QObject):
         if self._pipeline is not None:
             self._pipeline.set_view(view)
 
-    @staticmethod
-    def _stage_from_meta(meta: dict[str, Any]) -> StageState:
-        return StageState(
-            x_um=float(meta.get("x_um", float("nan"))),
-            y_um=float(meta.get("y_um", float("nan"))),
-            z_um=float(meta.get("z_um", float("nan"))),
-            objective=str(meta.get("objective") or ""),
-            pixel_size_um=float(meta.get("pixel_size_um", float("nan"))),
-            exposure_ms=float(meta.get("exposure_ms", float("nan"))),
-        )
-
     # -- snap --------------------------------------------------------------------------------
     def snap(self) -> None:
         """Stop live mode and take one frame (enhanced when a model is loaded) in a thread."""
@@ -302,7 +278,7 @@ class LiveController(QObject):
         task.start()
 
     def _snap_frame(self) -> LiveFrame:
-        from acquire.live.frames import LiveFrame
+        from live.frames import LiveFrame
 
         self.core.snapImage()
         raw = camera_image(self.core)
@@ -333,7 +309,7 @@ class LiveController(QObject):
             None if enhancer is None else enhancer.pixel_size_mismatch(frame.meta["pixel_size_um"])
         )
         self._set_paused(reason)
-        self.stage_changed.emit(self._stage_from_meta(frame.meta))
+        self.stage_changed.emit(frame.meta)
 
     # -- saving ------------------------------------------------------------------------------
     def save_current(self, directory: str | Path) -> list[Path]:
@@ -353,19 +329,7 @@ class LiveController(QObject):
         px = float(meta.get("pixel_size_um") or 0.0)
         if not px > 0:
             raise InputError(f"pixel size {px} um of the current frame is not positive")
-        plane = PlaneMeta(
-            x_um=float(meta["x_um"]),
-            y_um=float(meta["y_um"]),
-            z_um=float(meta["z_um"]),
-            exposure_ms=meta.get("exposure_ms"),
-        )
-        raw_meta = ImageMeta(
-            pixel_size_um=px,
-            planes=(plane,),
-            objective=meta.get("objective") or None,
-            acquired_at=datetime.now(UTC),
-            name="raw",
-        )
+        raw_meta = image_meta(meta, name="raw", pixel_size_um=px, acquired_at=datetime.now(UTC))
         paths = [write_ome_tiff(out / f"live_{stamp}_raw.ome.tif", frame.raw, raw_meta)]
         enhanced = frame.enhanced
         enhancer = self.enhancer
@@ -434,7 +398,7 @@ class LiveController(QObject):
         else:
             stage = self.read_stage()
             if self.enhancer is not None:
-                self._set_paused(self.enhancer.pixel_size_mismatch(stage.pixel_size_um))
+                self._set_paused(self.enhancer.pixel_size_mismatch(stage["pixel_size_um"]))
             self.stage_changed.emit(stage)
 
     def move_xy(self, dx_um: float, dy_um: float) -> None:

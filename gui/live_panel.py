@@ -36,8 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from deepscope.errors import DeepscopeError
+from deepscope.framemeta import FrameMeta
 from gui.image_pane import ImagePane
-from gui.live_controller import OBJECTIVE_GROUP, LiveController, StageState
+from gui.live_controller import OBJECTIVE_GROUP, LiveController
 from gui.measure import slide_um
 from gui.profile_tool import ProfileTool
 from gui.record_panel import RecordBox
@@ -47,8 +48,8 @@ from model.inference.view import ViewRequest
 if TYPE_CHECKING:
     from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 
-    from acquire.live.frames import LiveFrame, LiveStats
     from gui.recording import RecordStatus
+    from live.frames import LiveFrame, LiveStats
 
 log = logging.getLogger("deepscope.gui")
 
@@ -466,14 +467,16 @@ class LivePanel(QWidget):
         r["latency p50/p99"].setText(f"{p50} / {p99} ms")
         r["dropped"].setText(f"{stats.dropped} of {stats.frames_in}")
 
-    def show_stage(self, stage: StageState) -> None:
+    def show_stage(self, stage: FrameMeta) -> None:
         """Update the objective, position and pixel-size read-outs."""
         r = self.readouts
-        r["objective"].setText(stage.objective or "-")
-        r["stage x/y/z"].setText(f"{stage.x_um:.1f} / {stage.y_um:.1f} / {stage.z_um:.2f} um")
-        r["pixel size"].setText(f"{stage.pixel_size_um:.4f} um")
-        if stage.objective and self.objective_combo.currentText() != stage.objective:
-            self.objective_combo.setCurrentText(stage.objective)
+        objective = stage["objective"]
+        r["objective"].setText(objective or "-")
+        x, y, z = stage["x_um"], stage["y_um"], stage["z_um"]
+        r["stage x/y/z"].setText(f"{x:.1f} / {y:.1f} / {z:.2f} um")
+        r["pixel size"].setText(f"{stage['pixel_size_um']:.4f} um")
+        if objective and self.objective_combo.currentText() != objective:
+            self.objective_combo.setCurrentText(objective)
 
     def _on_running(self, running: bool) -> None:
         self.live_button.setChecked(running)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 
+from deepscope.framemeta import FrameMeta
+
 #: Share of the view's width the scale bar aims at (it takes the nearest 1/2/5 x 10^k below).
 BAR_FRACTION = 0.2
 
@@ -111,7 +113,7 @@ def value_at(
 
 
 def slide_um(
-    x_view: float, y_view: float, shape: tuple[int, ...], meta: dict[str, float]
+    x_view: float, y_view: float, shape: tuple[int, ...], meta: FrameMeta
 ) -> tuple[float, float] | None:
     """Slide position (um) of raw view point (*x_view*, *y_view*) of a frame of *shape*.
 

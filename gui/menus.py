@@ -48,7 +48,7 @@ def open_dataset(window: MainWindow, directory: Path) -> bool:
 
     Its fields are listed; a directory that is not a dataset shows one line and changes nothing.
     """
-    from acquire.dataset import open_dataset as read_dataset
+    from deepscope.formats.dataset import open_dataset as read_dataset
 
     try:
         dataset = read_dataset(directory)

@@ -1,7 +1,7 @@
 """One recording of live frames from the GUI: its dataset directory, its lock and its counts.
 
 The frames themselves go through the live pipeline's lossless recorder
-(:class:`acquire.live.recorder.Recorder`, as ``deepscope live --record DIR`` does):
+(:class:`live.recorder.Recorder`, as ``deepscope live --record DIR`` does):
 ``raw/*.ome.tif`` and ``frames.jsonl``. Each recording gets a new directory ``live_<UTC time>``
 under the folder the user chose, so a second recording never overwrites the first one's
 frames; the directory holds the lock that every deepscope writer takes
@@ -21,7 +21,7 @@ from deepscope.errors import InputError
 from deepscope.locking import directory_lock
 
 if TYPE_CHECKING:
-    from acquire.live.frames import LiveStats
+    from live.frames import LiveStats
 
 
 def default_recordings_dir() -> Path:

@@ -65,8 +65,8 @@ def _live(window: MainWindow, seconds: float, record_into: Path | None) -> None:
 
 
 def _true_profile(window: MainWindow, path: Path) -> Path:
-    from acquire.dataset import Calibration
     from acquire.profile import MicroscopeProfile
+    from deepscope.formats.dataset import Calibration
     from simulators import microscope_of
 
     truth = microscope_of(window.core).objectives
@@ -102,7 +102,7 @@ def _acquisition(window: MainWindow, tmp: Path) -> None:
 
 
 def _training(window: MainWindow, tmp: Path, steps: int) -> None:
-    from model.registration.simulated import make_simulated_dataset
+    from simulators.dataset import make_simulated_dataset
 
     make_simulated_dataset(tmp / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=8, z_slices=1)
     panel, ctrl = window.training_panel, window.training
@@ -141,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from acquire.backends import ScopeChoice
     from gui.app import load_enhancer, open_core
+    from simulators import make_core
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("deepscope")
-    core = open_core(ScopeChoice())
+    core = open_core(ScopeChoice(simulator=make_core))
     core.setROI(0, 0, args.roi, args.roi)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model_dir(Path(tmp) / "tiny-model")

@@ -69,8 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from acquire.mmcore import load_config
     from deepscope.atomic import atomic_write_text
+    from deepscope.mmcore import load_config
     from simulators.core import simulator_config
 
     text = simulator_config(

@@ -2,7 +2,7 @@
 
 :func:`simulator_config` writes the configuration (Python devices of :mod:`simulators.devices`,
 objective presets, per-objective pixel-size presets); :func:`make_core` loads it into the same
-:class:`~acquire.mmcore.PyDeviceCore` that ``--mm-config FILE`` uses, so ``--simulate`` and
+:class:`~deepscope.mmcore.PyDeviceCore` that ``--mm-config FILE`` uses, so ``--simulate`` and
 ``--mm-config sim.cfg`` are one code path.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict, Unpack
 
-from acquire.mmcore import PyDeviceCore, load_config
 from deepscope.errors import InputError
+from deepscope.mmcore import PyDeviceCore, load_config
 from simulators.devices import SPECIMENS, SimScope, fault_settings
 from simulators.faults import FaultConfig
 from simulators.microscope import VirtualMicroscope, nominal_pixel_size_um

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from acquire.dataset import open_dataset
+from deepscope.formats.dataset import open_dataset
 from deepscope.ometiff import ImageMeta, read_ome_tiff
 from deepscope.paths import safe_join
 from simulators.core import make_core, microscope_of

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from deepscope.formats.pairs import Pair, PairSet, save_pairset
 from deepscope.ometiff import ImageMeta, write_ome_tiff
-from model.pairs import Pair, PairSet, save_pairset
 
 if TYPE_CHECKING:
-    from model.registration.simulated import SimulatedDataset
+    from simulators.dataset import SimulatedDataset
 
 MAX_VALUE = 4095.0
 
@@ -145,7 +145,7 @@ def write_sim_pairs(
     registration does by default (raw frames keep the 100x's stronger fall-off: up to 27 % at
     the corner against about 3 % for the central 40x ROI).
     """
-    from deepscope.demo import glass_spot
+    from app.demo import glass_spot
     from model.registration.flatfield import FlatField
     from simulators import make_core, microscope_of
 
@@ -201,8 +201,8 @@ def simulated_pairs_dataset(
     root: Path, *, seed: int, sensor: int, n_targets: int, z_slices: int, core: Any = None
 ) -> SimulatedDataset:
     """A paired dataset snapped on the simulator: 3x3 40x tiles (15 % overlap) over tissue."""
-    from model.registration.simulated import make_simulated_dataset, tissue_region
     from simulators import nominal_pixel_size_um
+    from simulators.dataset import make_simulated_dataset, tissue_region
 
     fov_um = sensor * nominal_pixel_size_um("40x")
     return make_simulated_dataset(

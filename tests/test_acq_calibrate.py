@@ -10,7 +10,7 @@ from acquire.backends import python_scope
 from acquire.calibrate import calibrate, locate
 from acquire.plan import CameraROI
 from acquire.profile import MicroscopeProfile
-from deepscope.cli import main
+from app.cli import main
 from simulators import make_core, microscope_of
 
 

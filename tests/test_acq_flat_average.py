@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from skimage.restoration import estimate_sigma
 
-from acquire.dataset import open_dataset
 from acquire.plan import AcquisitionPlan
 from acquire.runner import run_acquisition
+from deepscope.formats.dataset import open_dataset
 from deepscope.ometiff import read_ome_tiff
-from model.registration.simulated import glassy_region
 from simulators import make_core, microscope_of
+from simulators.dataset import glassy_region
 
 SEED = 3
 

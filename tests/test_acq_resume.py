@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from acquire.dataset import open_dataset
 from acquire.plan import AcquisitionPlan
+from deepscope.formats.dataset import open_dataset
 
 PLAN = {
     "name": "kill-test",
@@ -24,7 +24,7 @@ TOTAL = 9 + 4  # 3x3 tiles, 4 targets
 
 
 def _cmd(plan: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "deepscope.cli", "acquire", str(plan), "--out", str(out), *extra]
+    return [sys.executable, "-m", "app.cli", "acquire", str(plan), "--out", str(out), *extra]
 
 
 def _manifest_ids(out: Path) -> list[str]:

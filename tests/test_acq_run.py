@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import deepscope.ometiff
-from acquire.dataset import Calibration, open_dataset
 from acquire.plan import AcquisitionPlan
 from acquire.profile import MicroscopeProfile, StageLimits
 from acquire.runner import AcquisitionProgress, run_acquisition
 from deepscope.errors import DiskFullError, HardwareError, InputError
+from deepscope.formats.dataset import Calibration, open_dataset
 from simulators import FaultConfig, make_core, microscope_of
 
 ROI = {"width": 128, "height": 128}

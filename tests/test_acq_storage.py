@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import deepscope.ometiff
-from acquire.dataset import DatasetInfo, ObjectiveInfo, open_dataset
 from acquire.layout import FieldSpec
 from acquire.storage import DatasetWriter
 from deepscope.errors import DiskFullError, InputError
+from deepscope.formats.dataset import DatasetInfo, ObjectiveInfo, open_dataset
 from deepscope.ometiff import ImageMeta, PlaneMeta
 
 

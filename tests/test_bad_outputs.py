@@ -17,7 +17,7 @@ from small_fs import read_only_dir  # noqa: F401 (fixture)
 from test_acq_run import small_plan
 
 from acquire.runner import run_acquisition
-from deepscope.cli import main
+from app.cli import main
 from deepscope.ometiff import ImageMeta, write_ome_tiff
 from simulators import make_core
 

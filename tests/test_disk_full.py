@@ -17,9 +17,9 @@ from test_acq_run import small_plan
 
 import acquire.passes
 import deepscope.atomic
-from acquire.dataset import open_dataset
 from acquire.runner import run_acquisition
 from deepscope.errors import DiskFullError
+from deepscope.formats.dataset import open_dataset
 from deepscope.ometiff import ImageMeta, read_ome_tiff, write_ome_tiff
 from simulators import make_core, microscope_of
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from dlm_pairs import write_sim_pairs
 
-from model.pairs import load_pairset
+from deepscope.formats.pairs import load_pairset
 from model.training.baselines import (
     RL_ITERATIONS,
     SIGMAS_PX,

@@ -13,6 +13,7 @@ from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
 from model.store import save_model
 from model.training.mtf import Grid, bar_contrast, measure_mtf
+from simulators.targets import SimulatedUsafTarget
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,7 +44,9 @@ def test_mtf_on_usaf_target(tmp_path: Path) -> None:
         normalisation=Normalisation.identity(3, 4095),
     )
     save_model(tmp_path / "m", DeepMicroscopyNet(cfg.network), cfg)
-    report = measure_mtf(tmp_path / "m", tmp_path / "mtf", groups=(9, 10, 11))
+    report = measure_mtf(
+        tmp_path / "m", tmp_path / "mtf", SimulatedUsafTarget(), groups=(9, 10, 11)
+    )
     els = report.elements
     assert [(e.group, e.element) for e in els] == [(g, e) for g in (9, 10, 11) for e in range(1, 7)]
     inp = np.array([e.input_contrast for e in els])

@@ -12,7 +12,7 @@ import pytest
 from dlm_pairs import MAX_VALUE, one_thread, write_pairs, write_sim_pairs  # noqa: F401
 from skimage.metrics import structural_similarity
 
-from deepscope.cli import main
+from app.cli import main
 from deepscope.errors import InputError
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.inference.engine import Enhancer

@@ -9,9 +9,9 @@ import pytest
 from dlm_pairs import MAX_VALUE, one_thread, simulated_pairs_dataset  # noqa: F401
 from scipy import ndimage
 
+from deepscope.formats.pairs import load_pair, load_pairset
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
-from model.pairs import load_pair, load_pairset
 from model.registration import RegistrationOptions, register_dataset
 from model.registration.focus import to_gray
 from model.store import save_model

@@ -11,10 +11,10 @@ from dlm_pairs import MAX_VALUE, one_thread, write_sim_pairs  # noqa: F401
 from matplotlib.image import imread
 
 from deepscope.errors import InputError
+from deepscope.formats.pairs import Pair
 from deepscope.ometiff import read_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
-from model.pairs import Pair
 from model.store import save_model
 from model.training.evaluate import METHODS, evaluate_model
 from model.training.metrics import bootstrap_mean

@@ -19,7 +19,7 @@ import torch
 import yaml
 from small_fs import read_only_dir, small_fs  # noqa: F401 (fixtures)
 
-from deepscope.cli import main
+from app.cli import main
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.export.bmz import collecting_open_files
 from model.inference.engine import Enhancer

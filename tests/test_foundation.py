@@ -89,9 +89,46 @@ def test_safe_join_refuses_escapes(tmp_path):
 
 
 def test_cli_help_lists_commands():
-    cmd = [sys.executable, "-m", "deepscope.cli", "--help"]
+    cmd = [sys.executable, "-m", "app.cli", "--help"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     for command in ("simulate", "calibrate", "acquire", "register", "train", "evaluate"):
         assert f"    {command}" in out.stdout
     for command in ("enhance", "export", "live", "gui", "demo"):
         assert f"    {command}" in out.stdout
+
+
+def test_frame_meta_travels_as_micro_manager_tags_and_becomes_ome_metadata():
+    from deepscope.framemeta import FrameMeta, from_tags, image_meta, to_tags
+
+    nan = float("nan")
+    partial = FrameMeta(
+        x_um=1.0, y_um=2.0, z_um=nan, objective=None, pixel_size_um=0.185, exposure_ms=5.0
+    )
+    tags = to_tags(partial)  # what the microscope lacks is left out, never written as NaN
+    assert tags == {
+        "XPositionUm": 1.0,
+        "YPositionUm": 2.0,
+        "PixelSizeUm": 0.185,
+        "Exposure-ms": 5.0,
+    }
+    core_now = FrameMeta(
+        x_um=9.0, y_um=9.0, z_um=3.0, objective="40x", pixel_size_um=0.074, exposure_ms=1.0
+    )
+    back = from_tags(tags, lambda: core_now)  # the tags win; the rest is read back
+    assert back == {
+        **core_now,
+        "x_um": 1.0,
+        "y_um": 2.0,
+        "pixel_size_um": 0.185,
+        "exposure_ms": 5.0,
+    }
+
+    def not_read() -> FrameMeta:
+        raise AssertionError("complete tags need no read-back")
+
+    assert from_tags(to_tags(back), not_read) == back
+    ome = image_meta(back, name="raw", t_s=0.5)
+    plane = ome.planes[0]
+    assert (plane.x_um, plane.y_um, plane.z_um, plane.t_s) == (1.0, 2.0, 3.0, 0.5)
+    assert (ome.objective, ome.pixel_size_um, ome.name) == ("40x", 0.185, "raw")
+    assert image_meta(back, name="enhanced", pixel_size_um=0.074).pixel_size_um == 0.074

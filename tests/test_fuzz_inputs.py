@@ -1,6 +1,6 @@
 """Bounded fuzzing (hypothesis) of the files a user hands deepscope: plans, profiles, model
 configs and OME-XML headers. Every input ends in a value or one error line (an exception that
-:func:`deepscope.cli.error_line` maps), never a traceback, and no existing file changes."""
+:func:`app.cli.error_line` maps), never a traceback, and no existing file changes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from acquire.plan import AcquisitionPlan
 from acquire.profile import MicroscopeProfile
-from deepscope.cli import error_line
+from app.cli import error_line
 from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.store import load_config

@@ -4,7 +4,7 @@ from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_c
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from acquire.dataset import open_dataset
+from deepscope.formats.dataset import open_dataset
 from simulators.core import make_core
 from simulators.faults import FaultConfig
 
@@ -171,8 +171,8 @@ def test_default_plan_is_the_documented_example_and_the_profile_reaches_the_data
     import json
     from pathlib import Path
 
-    from acquire.dataset import Calibration
     from acquire.profile import MicroscopeProfile
+    from deepscope.formats.dataset import Calibration
     from gui.acquisition_panel import EXAMPLE_PLAN_PATH
 
     window = make_window()

@@ -1,7 +1,7 @@
 import pytest
 from gui_fixtures import *  # noqa: F403 (fixtures: make_window, messages, sim_core, ...)
 
-from deepscope.cli import build_parser, main
+from app.cli import build_parser, main
 
 
 def test_gui_command_is_registered_with_its_options():

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from gui.display import auto_levels, downsample, to_gray
+from deepscope.imaging import to_gray
+from gui.display import auto_levels, downsample
 from model.inference.view import ViewWindow, display_factor, display_window
 
 

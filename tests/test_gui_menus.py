@@ -130,7 +130,7 @@ def test_open_dataset_and_profile_from_the_file_menu(
     from PySide6.QtWidgets import QFileDialog
 
     from acquire.profile import MicroscopeProfile
-    from model.registration.simulated import make_simulated_dataset
+    from simulators.dataset import make_simulated_dataset
 
     make_simulated_dataset(tmp_path / "ds", seed=3, grid=(2, 2), sensor_px=64, n_targets=1)
     MicroscopeProfile().to_file(tmp_path / "profile.yaml")

@@ -53,7 +53,7 @@ def test_missing_directories_show_message(qtbot, make_window, tmp_path, messages
 
 
 def test_registration_training_curves_and_evaluation_table(qtbot, make_window, tmp_path, messages):
-    from model.registration.simulated import make_simulated_dataset
+    from simulators.dataset import make_simulated_dataset
 
     make_simulated_dataset(
         tmp_path / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=6, z_slices=1
@@ -125,7 +125,7 @@ def test_results_table_shows_every_header_and_value_in_full(qtbot, make_window):
 
 
 def test_cancel_stops_registration_after_the_current_field(qtbot, make_window, tmp_path, messages):
-    from model.registration.simulated import make_simulated_dataset
+    from simulators.dataset import make_simulated_dataset
 
     make_simulated_dataset(
         tmp_path / "ds", seed=3, grid=(2, 2), sensor_px=128, n_targets=6, z_slices=1

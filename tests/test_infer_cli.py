@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepscope.cli import main
+from app.cli import main
 from deepscope.ometiff import ImageMeta, PlaneMeta, read_ome_tiff, write_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.inference.cost import frame_cost

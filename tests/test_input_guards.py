@@ -13,7 +13,7 @@ import tifffile
 from test_acq_run import small_plan
 
 from acquire.runner import run_acquisition
-from deepscope.cli import main
+from app.cli import main
 from deepscope.errors import InputError
 from deepscope.ometiff import ImageMeta, read_ome_tiff, write_ome_tiff
 from model.config import NetworkConfig

@@ -25,7 +25,7 @@ def test_headless_live_subprocess_exits_with_json(
     cmd = [
         sys.executable,
         "-m",
-        "deepscope.cli",
+        "app.cli",
         "live",
         str(model),
         "--simulate",
@@ -59,7 +59,7 @@ def test_headless_live_subprocess_exits_with_json(
 
 
 def test_live_cli_rejects_bad_values(tmp_path: Path) -> None:
-    from deepscope.cli import main
+    from app.cli import main
 
     assert main(["live", str(tmp_path / "missing"), "--headless", "--frames", "0"]) == 2
     assert main(["live", str(tmp_path / "missing"), "--headless"]) == 2
@@ -68,7 +68,7 @@ def test_live_cli_rejects_bad_values(tmp_path: Path) -> None:
 def test_live_cli_refuses_a_model_for_another_pixel_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from deepscope.cli import main
+    from app.cli import main
 
     torch.manual_seed(0)
     net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
@@ -95,7 +95,7 @@ def test_live_cli_refuses_a_model_for_another_pixel_size(
 def test_second_recorder_into_the_same_directory_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from deepscope.cli import main
+    from app.cli import main
 
     torch.manual_seed(0)
     net = DeepMicroscopyNet(NetworkConfig(base_channels=4, num_blocks=1, alpha=2))
@@ -109,7 +109,7 @@ def test_second_recorder_into_the_same_directory_is_refused(
     args += ["--roi", "0", "0", "48", "32", "--exposure-ms", "5", "--record", str(rec)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(
-        [sys.executable, "-m", "deepscope.cli", *args, "--frames", "400"],
+        [sys.executable, "-m", "app.cli", *args, "--frames", "400"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from acquire.live.frames import LiveStats
-from acquire.live.pipeline import LivePipeline, record_queue_frames
-from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
-from acquire.live.sources import ReplaySource
 from deepscope.atomic import read_jsonl
 from deepscope.errors import HardwareError, InputError
 from deepscope.ometiff import read_ome_tiff
+from live.enhancer import FrameEnhancer
+from live.frames import LiveStats
+from live.pipeline import LivePipeline, record_queue_frames
+from live.recorder import Recorder, RecordingOverflowError, RecordItem
+from live.sources import ReplaySource
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.inference.engine import Enhancer, Output
 from model.inference.view import ViewRequest, ViewWindow
@@ -48,7 +49,7 @@ def enhancer() -> Enhancer:
 
 
 class SlowEnhancer:
-    """An enhancer that takes *delay_s* per frame, slower than the camera."""
+    """A :class:`FrameEnhancer` that takes *delay_s* per frame, slower than the camera."""
 
     def __init__(self, inner: Enhancer, delay_s: float) -> None:
         self.inner = inner
@@ -65,7 +66,8 @@ class SlowEnhancer:
 
 
 class DeferredEnhancer:
-    """Like the CUDA path: ``enhance_async`` returns at once, the work happens on collect."""
+    """A :class:`FrameEnhancer` like the CUDA path: ``enhance_async`` returns at once, the work
+    happens on collect."""
 
     overlaps = True
 
@@ -78,6 +80,12 @@ class DeferredEnhancer:
     def enhance_async(self, image: np.ndarray, **kw: Any) -> Callable[[], Output]:
         self.started.append(int(image[0, 0, 0]))
         return lambda: self.inner.enhance_async(image, **kw)()
+
+
+def test_the_model_and_the_test_enhancers_are_live_enhancers(enhancer: Enhancer) -> None:
+    for candidate in (enhancer, SlowEnhancer(enhancer, 0.0), DeferredEnhancer(enhancer)):
+        assert isinstance(candidate, FrameEnhancer)
+    assert not isinstance(object(), FrameEnhancer)
 
 
 def ours() -> set[threading.Thread]:
@@ -238,7 +246,7 @@ PYCRO_LIVE = textwrap.dedent(
     import json, sys, torch
     from pathlib import Path
     from pycromanager import Acquisition, multi_d_acquisition_events
-    from acquire.live.pipeline import LivePipeline, record_queue_frames
+    from live.pipeline import LivePipeline, record_queue_frames
     from acquire.pycro_core import pycro_engine
     from model.config import ModelConfig, NetworkConfig
     from model.inference.engine import Enhancer

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acquire.plan import AcquisitionPlan
-from deepscope.cli import main
+from app.cli import main
 from deepscope.errors import LockedError
 from deepscope.locking import LOCK_NAME, directory_lock
 
@@ -46,7 +46,7 @@ def test_second_acquire_is_refused_naming_the_first(
     AcquisitionPlan.from_dict(PLAN).to_file(plan)
     out = tmp_path / "ds"
     cmd = ["acquire", str(plan), "--out", str(out), "--no-pause"]
-    first = subprocess.Popen([sys.executable, "-m", "deepscope.cli", *cmd], stderr=subprocess.PIPE)
+    first = subprocess.Popen([sys.executable, "-m", "app.cli", *cmd], stderr=subprocess.PIPE)
     try:
         _wait_for_holder(out, first)
         assert main([*cmd, "--resume"]) == 2

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_acq_run import small_plan
 
-from acquire.dataset import open_dataset
 from acquire.runner import run_acquisition
 from deepscope.atomic import append_jsonl, read_jsonl
 from deepscope.errors import InputError
+from deepscope.formats.dataset import open_dataset
 from simulators import make_core
 
 

@@ -20,9 +20,9 @@ import pytest
 import tifffile
 import torch
 
-from acquire.mmcore import PyDeviceCore, load_config
-from deepscope.cli import main
+from app.cli import main
 from deepscope.errors import HardwareError
+from deepscope.mmcore import PyDeviceCore, load_config
 from simulators import make_core, microscope_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_live_through_the_config_file(
     sim_cfg: Path, tmp_path: Path, save_tiny_model: Callable[[Path], Path]
 ) -> None:
     model = save_tiny_model(tmp_path / "model")
-    cmd = [sys.executable, "-m", "deepscope.cli", "live", str(model), "--mm-config", str(sim_cfg)]
+    cmd = [sys.executable, "-m", "app.cli", "live", str(model), "--mm-config", str(sim_cfg)]
     cmd += ["--headless", "--frames", "4", "--json", "--roi", "64", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -332,7 +332,7 @@ def test_one_roi_form(values: list[int], expected: tuple[int | None, ...] | None
 
 
 def test_every_writing_command_takes_dash_o() -> None:
-    from deepscope.cli import build_parser
+    from app.cli import build_parser
 
     parser = build_parser()
     for argv in (

@@ -18,7 +18,7 @@ import tifffile
 from bioio import BioImage
 
 from acquire.profile import Calibration, MicroscopeProfile
-from deepscope.cli import main
+from app.cli import main
 from simulators import make_core, microscope_of
 
 PLAN = (

@@ -100,7 +100,7 @@ def test_register_folder_of_blank_images_rejects_every_field(tmp_path):
 def test_register_never_writes_into_a_dataset(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from deepscope.cli import main
+    from app.cli import main
 
     ds = tmp_path / "ds"
     ds.mkdir()

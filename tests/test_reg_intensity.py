@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from model.pairs import load_pair, load_pairset
+from deepscope.formats.pairs import load_pair, load_pairset
 from model.registration import RegistrationOptions, register_dataset
 from model.registration.flatfield import FlatField
-from model.registration.simulated import glassy_region, make_simulated_dataset
 from simulators import make_core, microscope_of
+from simulators.dataset import glassy_region, make_simulated_dataset
 
 SEED = 5
 SENSOR = 256

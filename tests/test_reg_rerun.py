@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from deepscope.cli import main
+from app.cli import main
+from deepscope.formats.pairs import load_pairset
 from deepscope.ometiff import read_ome_tiff
-from model.pairs import load_pairset
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import make_simulated_dataset, tissue_region
+from simulators.dataset import make_simulated_dataset, tissue_region
 
 SENSOR = 256
 REGION_UM = 2 * 0.85 * SENSOR * 0.185 + SENSOR * 0.185  # 3x3 tiles, 15 % overlap
@@ -88,7 +88,7 @@ def test_rerun_killed_while_replacing_pairs_leaves_no_pairs_json(
     pairs = tmp_path / "pairs"
     shutil.copytree(earlier, pairs)
     before = {f.name: f.stat().st_ino for f in (pairs / "pairs").iterdir()}
-    cmd = [sys.executable, "-m", "deepscope.cli", "register", str(dataset), "--out", str(pairs)]
+    cmd = [sys.executable, "-m", "app.cli", "register", str(dataset), "--out", str(pairs)]
     cmd += ["--min-ncc", str(_stricter_ncc(pairs))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from acquire.dataset import MANIFEST_NAME, open_dataset
+from app.cli import main
 from deepscope.atomic import append_jsonl
-from deepscope.cli import main
-from model.pairs import load_pair, load_pairset
+from deepscope.formats.dataset import MANIFEST_NAME, open_dataset
+from deepscope.formats.pairs import load_pair, load_pairset
 from model.registration import RegistrationOptions, register_dataset
-from model.registration.simulated import glassy_region, make_simulated_dataset
+from simulators.dataset import glassy_region, make_simulated_dataset
 from simulators.microscope import pixel_to_slide
 
 SEED = 3

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from acquire.dataset import open_dataset
-from deepscope.demo import DEMO_SPLIT
+from app.demo import DEMO_SPLIT
 from deepscope.errors import InputError
+from deepscope.formats.dataset import open_dataset
 from model.config import ModelConfig, NetworkConfig
 from model.network import DeepMicroscopyNet
 from model.store import save_model
 
-DEEPSCOPE = [sys.executable, "-m", "deepscope.cli"]
+DEEPSCOPE = [sys.executable, "-m", "app.cli"]
 DEMO_ARGS = [
     *("--fields", "8", "--roi", "320", "--steps", "2", "--from-scratch", "--live-seconds", "1"),
     *("--headless", "--json"),

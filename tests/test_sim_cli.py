@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deepscope.cli import main
+from app.cli import main
 from deepscope.ometiff import read_ome_tiff
 
 

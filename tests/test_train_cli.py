@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deepscope.cli import build_parser, main
+from app.cli import build_parser, main
+from deepscope.errors import InputError
 from model.training.cli import train_config_from_args
 from model.training.config import TrainConfig
 
@@ -46,3 +47,19 @@ def test_bad_values_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["evaluate", str(tmp_path / "nomodel"), str(tmp_path), "--no-mtf"])
     assert code != 0
     assert "pairs.json is missing" in capsys.readouterr().err
+
+
+def test_the_command_line_hands_the_simulator_to_the_areas() -> None:
+    """acquire and model do not import the simulator: the deepscope parser passes it in."""
+    from acquire.backends import ScopeChoice, open_core
+    from simulators import make_core, microscope_of
+    from simulators.targets import SimulatedUsafTarget
+
+    evaluate = build_parser().parse_args(["evaluate", "M", "P"])
+    assert isinstance(evaluate.bar_target, SimulatedUsafTarget)
+    live = build_parser().parse_args(["live", "M", "--seed", "4"])
+    assert live.simulator is make_core
+    core = open_core(ScopeChoice.from_args(live))
+    assert microscope_of(core).seed == 4
+    with pytest.raises(InputError, match="no microscope given"):
+        open_core(ScopeChoice())

@@ -19,10 +19,10 @@ import torch
 from dlm_pairs import one_thread, write_pairs  # noqa: F401 (fixture)
 from safetensors.torch import load_file
 
-from deepscope.cli import main
+from app.cli import main
 from deepscope.errors import InputError
+from deepscope.formats.pairs import load_pairset
 from model.config import Normalisation
-from model.pairs import load_pairset
 from model.store import load_model
 from model.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from model.training.config import TrainConfig, ValMetrics
@@ -83,7 +83,7 @@ def _cli_train(pairs: Path, out: Path, cfg: TrainConfig) -> list[str]:
     cfg_path.write_text(cfg.model_dump_json())
     return [
         "-m",
-        "deepscope.cli",
+        "app.cli",
         "train",
         str(pairs),
         "--out",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_acq_run import small_plan
 
-from acquire.dataset import open_dataset
 from acquire.runner import run_acquisition
-from deepscope.cli import main
+from app.cli import main
 from deepscope.errors import StorageError
+from deepscope.formats.dataset import open_dataset
 from simulators import make_core, microscope_of
 
 

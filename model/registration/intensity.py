@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from scipy.optimize import least_squares
 
-from model.pairs import IntensityMatch
+from deepscope.formats.pairs import IntensityMatch
 
 #: Blur (40x pixels) bringing both images to a resolution they share before the fit.
 COMMON_SIGMA_PX = 2.0

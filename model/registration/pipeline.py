@@ -19,9 +19,16 @@ from tqdm import tqdm
 
 from deepscope.atomic import fsync_dir, remove_partials
 from deepscope.errors import InputError
+from deepscope.formats.pairs import (
+    PAIRS_NAME,
+    IntensityMatch,
+    Pair,
+    PairSet,
+    Transform,
+    save_pairset,
+)
 from deepscope.locking import locks_directory
 from deepscope.ometiff import ImageMeta, read_ome_tiff, write_ome_tiff
-from model.pairs import PAIRS_NAME, IntensityMatch, Pair, PairSet, Transform, save_pairset
 from model.registration import align, qc
 from model.registration.flatfield import FlatField
 from model.registration.focus import best_focus_index, to_gray

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from deepscope.atomic import atomic_path, atomic_write_json, atomic_write_text
-from model.pairs import PairSet
+from deepscope.formats.pairs import PairSet
 
 QC_JSON = "qc.json"
 QC_MD = "qc.md"

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from acquire.dataset import INFO_NAME, flat_field_ids, open_dataset
 from deepscope.errors import InputError
+from deepscope.formats.dataset import INFO_NAME, flat_field_ids, open_dataset
 from deepscope.ometiff import ome_pixels
 
 

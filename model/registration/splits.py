@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.pairs import Split
+from deepscope.formats.pairs import Split
 
 SPLITS: tuple[Split, Split, Split] = ("train", "val", "test")
 

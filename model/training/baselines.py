@@ -28,7 +28,7 @@ from scipy.special import j1
 from skimage import restoration
 
 from deepscope.errors import InputError
-from model.pairs import PairSet
+from deepscope.formats.pairs import PairSet
 from model.training.intensity import LinearMap, apply_linear, fit_linear
 from model.training.metrics import ssim_psnr
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscope.cliutil import common_options, emit_json
+from deepscope.errors import InputError
 from model.training.config import TrainConfig
 
 #: command-line flag -> TrainConfig field (flags left unset keep the config file's value)
@@ -126,7 +127,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.no_mtf:
         from model.training.mtf import measure_mtf
 
-        mtf = measure_mtf(args.model, out, device=args.device)
+        target = getattr(args, "bar_target", None)  # the deepscope parser sets it
+        if target is None:
+            raise InputError("no USAF-1951 target to measure the MTF on; pass --no-mtf")
+        mtf = measure_mtf(args.model, out, target, device=args.device)
         summary["mtf"] = {"json": mtf.json_path, "figure": mtf.figure_path}
     if args.json:
         emit_json(summary)

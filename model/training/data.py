@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from deepscope.errors import InputError
+from deepscope.formats.pairs import PairSet, Split, load_pair
 from model.config import Normalisation
-from model.pairs import PairSet, Split, load_pair
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from deepscope.atomic import atomic_write_json, atomic_write_text
 from deepscope.errors import InputError
+from deepscope.formats.pairs import load_pairset
 from model.inference.engine import Enhancer
-from model.pairs import load_pairset
 from model.store import load_model
 from model.training.baselines import CLASSICAL, Optics, optics_for_pairs, tune_baselines
 from model.training.data import FieldPair, load_fields

@@ -1,7 +1,8 @@
 """Modulation transfer on the simulated USAF-1951 target: bar contrast at 40x, enhanced, 100x.
 
-The target is imaged at 40x through the Micro-Manager core of the simulated microscope (no
-imperfections, so the stage position and pixel size place every element), each group's row is
+The target (a :class:`BarTarget`: the simulated microscope's, which the command line hands in)
+is imaged at 40x through its Micro-Manager core (the stage position and pixel size place every
+element), each group's row is
 enhanced by the network, and the Michelson contrast ``(I_gap - I_bar) / (I_gap + I_bar)`` is
 measured on dark-subtracted luminance: bar and gap centres sampled (bilinear) on lines across the
 middle 60 % of the bars, averaged along them, for both bar orientations. The 100x objective, one
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from scipy.ndimage import map_coordinates
@@ -28,7 +29,28 @@ from model.network import DeepMicroscopyNet
 from model.store import load_model
 from model.training.infer import bicubic_upsample
 
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
 log = logging.getLogger("deepscope.training")
+
+
+class BarTarget(Protocol):
+    """A USAF-1951 target under a microscope whose stage and pixel size place its elements.
+
+    An element has ``group, element, lp_per_mm, bar_width_um``, the centre ``x_um, y_um`` of
+    its vertical bars and ``horizontal_x_um, horizontal_y_um`` of its horizontal ones.
+    """
+
+    def elements(self, groups: tuple[int, ...] | None = None) -> list[Any]:
+        """The elements of *groups* (None: every group of the target)."""
+
+    def pixel_size_um(self, objective: str) -> float:
+        """Pixel size of *objective* (``"40x"``, ``"100x"``)."""
+
+    def open_core(self, sensor: tuple[int, int], seed: int) -> CMMCorePlus:
+        """A core over the target, objective group ``Objective``, ``(height, width)`` sensor."""
+
 
 #: 40x pixels of margin around each group's row (more than the network's receptive field).
 MARGIN_PX = 24
@@ -166,30 +188,28 @@ def _enhanced_luminance(
 def measure_mtf(
     model_dir: str | Path,
     out_dir: str | Path,
+    target: BarTarget,
     *,
     device: str = "cpu",
     groups: tuple[int, ...] | None = None,
     with_target: bool = True,
     seed: int = 0,
 ) -> MtfReport:
-    """Measure bar contrast of the USAF target at 40x, after the network, and at 100x.
+    """Measure bar contrast of the USAF *target* at 40x, after the network, and at 100x.
 
     Writes ``mtf.json``, ``mtf.md`` and ``mtf.png`` into *out_dir*.
     """
-    from simulators import make_core, nominal_pixel_size_um
-    from simulators.usaf import GROUPS, usaf_elements
-
-    px40, px100 = nominal_pixel_size_um("40x"), nominal_pixel_size_um("100x")
+    px40, px100 = target.pixel_size_um("40x"), target.pixel_size_um("100x")
     net, cfg = load_model(model_dir, expect_scale=px40 / px100, device=device)
     if (mismatch := pixel_size_mismatch(cfg, px40)) is not None:
         raise InputError(f"model {model_dir}: {mismatch}")
-    elements = usaf_elements(groups or GROUPS)
+    elements = target.elements(groups)
     x0, x1, y0, y1 = _extent(elements)
     sensor = (
         (int(2 * max(abs(y0), abs(y1)) / px40) + 2 * MARGIN_PX) // 2 * 2,
         (int(2 * max(abs(x0), abs(x1)) / px40) + 2 * MARGIN_PX) // 2 * 2,
     )
-    core = make_core(specimen="usaf", imperfections=False, sensor=sensor, seed=seed)
+    core = target.open_core(sensor, seed)
     core.setConfig("Objective", "40x")
     core.setXYPosition(0.0, 0.0)
     dark = _dark_level(core)

@@ -25,11 +25,11 @@ from tqdm import tqdm
 from deepscope import __version__
 from deepscope.atomic import atomic_write_text
 from deepscope.errors import InputError
+from deepscope.formats.pairs import PairSet, load_pairset
 from deepscope.locking import locks_directory
 from model.config import ModelConfig, NetworkConfig
 from model.device import resolve_device
 from model.network import DeepMicroscopyNet
-from model.pairs import PairSet, load_pairset
 from model.store import load_model, save_model
 from model.training.checkpoint import (
     CHECKPOINT_NAME,

@@ -4,8 +4,8 @@ A *truth source* answers, for one pair and the shape of its 100x target, the noi
 image of the same area at the true pose, as a ``(z, y, x, c)`` stack (one plane, or the planes
 of the target's z-stack, collapsed here exactly as registration collapsed the target), or
 ``None`` when it does not know the field. Pairs written on the simulator carry it as a file
-(:attr:`model.pairs.Pair.truth`); a source can also render it at evaluation time, handed in by
-the caller (``model`` never imports the simulator).
+(:attr:`deepscope.formats.pairs.Pair.truth`); a source can also render it at evaluation time,
+handed in by the caller (``model`` never imports the simulator).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from deepscope.errors import InputError
+from deepscope.formats.pairs import Pair
 from deepscope.ometiff import read_ome_tiff
 from deepscope.paths import safe_join
-from model.pairs import Pair
 from model.registration.pairing import collapse_stack
 from model.training.intensity import LinearMap, apply_linear, fit_linear
 

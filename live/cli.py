@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_live(args: argparse.Namespace) -> int:
     """Handle ``deepscope live``."""
     from acquire.backends import roi_from_option
-    from acquire.live.recorder import MANIFEST
+    from live.recorder import MANIFEST
 
     frames = args.frames if args.frames is not None else (50 if args.headless else None)
     if frames is not None and frames < 1:
@@ -103,7 +103,7 @@ def run_live(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, frames: int | None, roi: CameraROI | None) -> int:
     """Load the model, open the microscope and run the pipeline (the record lock is held)."""
     from acquire.backends import ScopeChoice, open_core, set_camera_roi
-    from acquire.live.pipeline import LivePipeline
+    from live.pipeline import LivePipeline
     from model.inference.engine import Enhancer
 
     enhancer = Enhancer.from_dir(

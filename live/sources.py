@@ -16,38 +16,11 @@ from typing import Any
 import numpy as np
 from pymmcore_plus import CMMCorePlus
 
+from deepscope.framemeta import FrameMeta, FrameMetaReader, from_tags
+
 log = logging.getLogger("deepscope.live")
 
-Submit = Callable[[np.ndarray, dict[str, Any]], None]
-
-
-class FrameMetaReader:
-    """Read a frame's stage position, objective, pixel size and exposure back from the core."""
-
-    def __init__(self, core: CMMCorePlus) -> None:
-        self.core = core
-        objectives = core.guessObjectiveDevices()
-        self.objective_device = objectives[0] if objectives else None
-
-    def __call__(self) -> dict[str, Any]:
-        """Current device state as the ``LiveFrame.meta`` dict."""
-        core = self.core
-        meta: dict[str, Any] = {
-            "x_um": float("nan"),
-            "y_um": float("nan"),
-            "z_um": float("nan"),
-            "objective": None,
-            "pixel_size_um": float(core.getPixelSizeUm()),
-            "exposure_ms": float(core.getExposure()),
-        }
-        if core.getXYStageDevice():
-            x, y = core.getXYPosition()
-            meta["x_um"], meta["y_um"] = float(x), float(y)
-        if core.getFocusDevice():
-            meta["z_um"] = float(core.getPosition())
-        if self.objective_device:
-            meta["objective"] = core.getStateLabel(self.objective_device)
-        return meta
+Submit = Callable[[np.ndarray, FrameMeta], None]
 
 
 class CoreSequenceSource:
@@ -151,11 +124,11 @@ class ReplaySource:
     submit
         Called for each frame; must not block.
     meta
-        The ``LiveFrame.meta`` dict passed with every frame.
+        The frame meta passed with every frame.
     """
 
     def __init__(
-        self, frames: Sequence[np.ndarray], fps: float, submit: Submit, meta: dict[str, Any]
+        self, frames: Sequence[np.ndarray], fps: float, submit: Submit, meta: FrameMeta
     ) -> None:
         if not frames or not fps > 0:
             raise ValueError("a replay needs at least one frame and a positive frame rate")
@@ -202,32 +175,8 @@ class ReplaySource:
             self.error = exc
 
 
-#: Micro-Manager image tags -> ``LiveFrame.meta`` keys.
-TAGS = {
-    "XPositionUm": "x_um",
-    "YPositionUm": "y_um",
-    "ZPositionUm": "z_um",
-    "Objective-Label": "objective",
-    "PixelSizeUm": "pixel_size_um",
-    "Exposure-ms": "exposure_ms",
-}
-
-
-def meta_from_tags(tags: dict[str, Any], read_meta: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Frame meta from an image's Micro-Manager tags; missing ones read back from the core."""
-    if all(tag in tags for tag in TAGS):
-        found: dict[str, Any] = {}
-    else:
-        found = read_meta()
-    for tag, key in TAGS.items():
-        if tag in tags:
-            value = tags[tag]
-            found[key] = str(value) if key == "objective" else float(value)
-    return found
-
-
 def acquisition_hook(
-    submit: Submit, read_meta: Callable[[], dict[str, Any]]
+    submit: Submit, read_meta: Callable[[], FrameMeta]
 ) -> Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
     """An ``image_process_fn`` for a pycromanager ``Acquisition`` that feeds live mode.
 
@@ -238,7 +187,7 @@ def acquisition_hook(
     """
 
     def hook(image: np.ndarray, metadata: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        submit(np.asarray(image), meta_from_tags(metadata, read_meta))
+        submit(np.asarray(image), from_tags(metadata, read_meta))
         return image, metadata
 
     return hook

@@ -16,18 +16,20 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 import acquire.cli
-import acquire.live.cli
-import deepscope.demo
+import app.demo
 import deepscope.info
 import gui.cli
+import live.cli
 import model.export.cli
 import model.inference.cli
 import model.registration.cli
 import model.training.cli
+import simulators
 import simulators.cli
 from deepscope import __version__
 from deepscope.atomic import is_disk_full
 from deepscope.errors import DeepscopeError, describe_validation
+from simulators.targets import SimulatedUsafTarget
 
 log = logging.getLogger("deepscope")
 
@@ -39,9 +41,9 @@ COMMAND_MODULES = (
     model.training.cli,  # train, evaluate
     model.inference.cli,  # enhance
     model.export.cli,  # export
-    acquire.live.cli,  # live
+    live.cli,  # live
     gui.cli,  # gui
-    deepscope.demo,  # demo
+    app.demo,  # demo
     deepscope.info,  # info
 )
 
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'deepscope demo' for the whole pipeline on the simulated microscope.",
     )
     parser.add_argument("--version", action="version", version=f"deepscope {__version__}")
+    # the simulator where areas need one, handed in here (acquire and model do not import it):
+    # what --simulate opens, and the USAF target that 'evaluate' measures the MTF on
+    parser.set_defaults(simulator=simulators.make_core, bar_target=SimulatedUsafTarget())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)

@@ -317,7 +317,7 @@ def live_stage(out: Path, seconds: float, seed: int) -> dict[str, Any]:
     """Run live mode headless on the simulator; save a side-by-side PNG and the latencies."""
     from skimage.io import imsave
 
-    from acquire.live.pipeline import LivePipeline
+    from live.pipeline import LivePipeline
     from model.inference.engine import Enhancer
     from simulators import make_core
 

@@ -23,12 +23,12 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from deepscope.atomic import JsonlAppender, fsync_dir, fsync_file
 from deepscope.errors import DeepscopeError
+from deepscope.framemeta import FrameMeta
 from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
 
 log = logging.getLogger("deepscope.live")
@@ -51,11 +51,11 @@ class RecordItem:
     kind: str
     index: int
     image: np.ndarray
-    meta: dict[str, Any]
+    meta: FrameMeta
     t_s: float
 
 
-def image_meta(meta: dict[str, Any], t_s: float, pixel_size_um: float) -> ImageMeta:
+def image_meta(meta: FrameMeta, t_s: float, pixel_size_um: float) -> ImageMeta:
     """OME metadata for one live frame from the pipeline's per-frame ``meta`` dict."""
     plane = PlaneMeta(
         x_um=float(meta.get("x_um", float("nan"))),

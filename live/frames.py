@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from deepscope.framemeta import FrameMeta
 from model.inference.view import ViewWindow
 
 
@@ -15,10 +16,10 @@ class LiveFrame:
     """A camera frame and, when a model is set, its enhancement.
 
     ``arrival_s`` and ``ready_s`` are ``time.perf_counter()`` seconds (``ready_s`` is set when the
-    frame was enhanced); ``meta`` holds ``x_um, y_um, z_um, objective, pixel_size_um,
-    exposure_ms`` read from the core. ``enhanced`` is the full-resolution enhanced frame (only
-    when the pipeline downloads it); ``view`` the part of it that the display asked for, reduced
-    on the device, with its ``window`` in enhanced pixels.
+    frame was enhanced); ``meta`` is the device state read back from the core with it.
+    ``enhanced`` is the full-resolution enhanced frame (only when the pipeline downloads it);
+    ``view`` the part of it that the display asked for, reduced on the device, with its
+    ``window`` in enhanced pixels.
     """
 
     index: int
@@ -26,7 +27,7 @@ class LiveFrame:
     enhanced: np.ndarray | None
     arrival_s: float
     ready_s: float | None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: FrameMeta
     view: np.ndarray | None = None
     window: ViewWindow | None = None
 

@@ -1,11 +1,13 @@
 """A paired dataset snapped on the simulated microscope, with its registration ground truth.
 
-Used by the registration tests and ``bench/bench_registration.py`` so that accuracy is measured
-against what the simulator knows: every field's :class:`~simulators.microscope.SnapTruth` maps
-its pixels to slide coordinates, so the true map of a 100x pixel into a 40x tile's pixels is
-``tile_affine^-1 . target_affine``. Fields are snapped through the Micro-Manager core (stage
-moves, objective preset, camera); the files hold the stage positions read back from the core
-(which, as on a real open-loop stage, differ from where the stage really went).
+Written with the acquisition's own :class:`~acquire.storage.DatasetWriter`. Used by the
+registration tests, the GUI's screenshots and ``bench/bench_registration.py`` so that accuracy
+is measured against what the simulator knows: every field's
+:class:`~simulators.microscope.SnapTruth` maps its pixels to slide coordinates, so the true map
+of a 100x pixel into a 40x tile's pixels is ``tile_affine^-1 . target_affine``. Fields are
+snapped through the Micro-Manager core (stage moves, objective preset, camera); the files hold
+the stage positions read back from the core (which, as on a real open-loop stage, differ from
+where the stage really went).
 """
 
 from __future__ import annotations
@@ -14,28 +16,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
-from acquire.dataset import (
-    FIELDS_DIR,
-    INFO_NAME,
-    MANIFEST_NAME,
+from acquire.layout import FieldSpec
+from acquire.storage import DatasetWriter
+from deepscope import __version__
+from deepscope.formats.dataset import (
     Calibration,
     DatasetInfo,
-    FieldRecord,
     ObjectiveInfo,
+    Role,
     flat_field_ids,
 )
-from deepscope import __version__
-from deepscope.atomic import append_jsonl, atomic_write_json
-from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
-
-if TYPE_CHECKING:
-    from simulators.core import SimulatedCore
-    from simulators.microscope import ObjectiveTruth, SnapTruth
+from deepscope.ometiff import ImageMeta, PlaneMeta
+from simulators.core import SimulatedCore, make_core, microscope_of
+from simulators.microscope import ObjectiveTruth, SnapTruth
+from simulators.specimen import TissueSpecimen
 
 
 @dataclass
@@ -50,8 +48,6 @@ class SimulatedDataset:
 
 
 def _density_grid(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from simulators.specimen import TissueSpecimen
-
     ys, xs = np.mgrid[-3000:3000:4.0, -3000:3000:4.0]
     return xs, ys, TissueSpecimen(seed).tissue_density(xs, ys)
 
@@ -140,12 +136,9 @@ def make_simulated_dataset(
     core
         A simulated core to use (default: ``make_core(seed, sensor=...)``).
     """
-    from simulators.core import make_core, microscope_of
-
     core = core or make_core(seed=seed, sensor=(sensor_px, sensor_px))
     scope = microscope_of(core)
     root = Path(out_dir)
-    (root / FIELDS_DIR).mkdir(parents=True, exist_ok=True)
     truth_obj = scope.objectives
     lo, hi = truth_obj["40x"], truth_obj["100x"]
     cal = Calibration(
@@ -172,14 +165,14 @@ def make_simulated_dataset(
         calibration=cal,
         backend="simulated",
     )
-    atomic_write_json(root / INFO_NAME, info.model_dump(mode="json"))
+    writer = DatasetWriter.open(root, info, resume=False)
     core.setExposure(10.0)
     truths: dict[str, SnapTruth] = {}
     out = SimulatedDataset(root, truths, dict(truth_obj))
 
     def snap_field(
         fid: str,
-        role: str,
+        role: Role,
         objective: str,
         x: float,
         y: float,
@@ -220,19 +213,10 @@ def make_simulated_dataset(
             immersion=info_o.immersion,
             annotations={"field_id": fid},
         )
-        rel = f"{FIELDS_DIR}/{fid}.ome.tif"
-        write_ome_tiff(root / rel, np.stack(frames), meta)
-        rec = FieldRecord(
-            field_id=fid,
-            role=role,
-            objective=objective,
-            status="done",
-            path=rel,
-            x_um=x,
-            y_um=y,
-            z_um=zs[len(zs) // 2],
+        spec = FieldSpec(field_id=fid, role=role, objective=objective, x_um=x, y_um=y)
+        writer.write_field(
+            spec, np.stack(frames), meta, stage_xy_um=(x, y), z_um=zs[len(zs) // 2], attempts=1
         )
-        append_jsonl(root / MANIFEST_NAME, rec.model_dump(mode="json"))
 
     if flat_field_um is not None:
         for objective, truth in (("40x", lo), ("100x", hi)):

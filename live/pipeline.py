@@ -26,20 +26,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymmcore_plus import CMMCorePlus
 
-from acquire.live.frames import LiveFrame, LiveStats, percentiles, rate
-from acquire.live.recorder import Recorder, RecordingOverflowError, RecordItem
-from acquire.live.sources import CoreSequenceSource, FrameMetaReader, acquisition_hook
 from deepscope.errors import DeepscopeError, HardwareError, InputError
+from deepscope.framemeta import FrameMeta, FrameMetaReader
 from deepscope.imaging import to_raw_dtype
+from live.enhancer import FrameEnhancer
+from live.frames import LiveFrame, LiveStats, percentiles, rate
+from live.recorder import Recorder, RecordingOverflowError, RecordItem
+from live.sources import CoreSequenceSource, acquisition_hook
 
 if TYPE_CHECKING:
-    from model.inference.engine import Enhancer, Output
+    from model.inference.engine import Output
     from model.inference.view import ViewRequest
 
 log = logging.getLogger("deepscope.live")
 
 #: A frame waiting for the worker: index, raw pixels, arrival time, device meta.
-Job = tuple[int, np.ndarray, float, dict[str, Any]]
+Job = tuple[int, np.ndarray, float, FrameMeta]
 
 #: Frames kept for the rate and latency statistics (a sliding window).
 STATS_WINDOW = 10_000
@@ -69,13 +71,13 @@ class LivePipeline:
     save_enhanced
         Also save the enhanced frames (``enhanced/*.ome.tif``); needs *record_dir*.
     self_feed
-        Enhance in self-feeding mode (see :meth:`Enhancer.enhance`).
+        Enhance in self-feeding mode (see :meth:`model.inference.engine.Enhancer.enhance`).
     camera
         Start the core's continuous sequence acquisition; False when frames come from
         :meth:`acquisition_hook` of a pycromanager ``Acquisition`` (or :meth:`submit`).
     record_budget_mb
         Memory the recording queue may hold before the run fails with
-        :class:`~acquire.live.recorder.RecordingOverflowError`.
+        :class:`~live.recorder.RecordingOverflowError`.
     full_output
         Download every enhanced frame at full resolution (``LiveFrame.enhanced``); False when a
         display's view (:meth:`set_view`) is all that is needed.
@@ -87,7 +89,7 @@ class LivePipeline:
     def __init__(
         self,
         core: CMMCorePlus,
-        enhancer: Enhancer | None,
+        enhancer: FrameEnhancer | None,
         *,
         record_dir: Path | None = None,
         save_enhanced: bool = False,
@@ -202,7 +204,7 @@ class LivePipeline:
             raise HardwareError(f"live mode failed: {type(error).__name__}: {error}") from error
         return stats
 
-    def set_enhancer(self, enhancer: Enhancer | None) -> None:
+    def set_enhancer(self, enhancer: FrameEnhancer | None) -> None:
         """Use another model (or none) from the next frame on."""
         with self._cond:
             self._enhancer = enhancer
@@ -255,10 +257,10 @@ class LivePipeline:
                 paused=self._paused,
             )
 
-    def submit(self, raw: np.ndarray, meta: dict[str, Any]) -> None:
+    def submit(self, raw: np.ndarray, meta: FrameMeta) -> None:
         """Hand one camera frame to the pipeline; returns at once (called by the sources).
 
-        Raises :class:`~acquire.live.recorder.RecordingOverflowError` (and stops the run) when the
+        Raises :class:`~live.recorder.RecordingOverflowError` (and stops the run) when the
         recording queue is full.
         """
         now = time.perf_counter()
@@ -314,7 +316,9 @@ class LivePipeline:
         if self._use_camera and self.core.isSequenceRunning():
             self.core.stopSequenceAcquisition()
 
-    def _next(self, wait: bool) -> tuple[Job, Enhancer | None, bool, ViewRequest | None] | None:
+    def _next(
+        self, wait: bool
+    ) -> tuple[Job, FrameEnhancer | None, bool, ViewRequest | None] | None:
         """The newest unprocessed frame with the settings to use; None when stopping.
 
         Without *wait*, also None when no frame is pending.
@@ -329,7 +333,7 @@ class LivePipeline:
                 self._cond.wait(0.1)
             return None
 
-    def _pause_reason(self, enhancer: Enhancer, meta: dict[str, Any]) -> str | None:
+    def _pause_reason(self, enhancer: FrameEnhancer, meta: FrameMeta) -> str | None:
         """Why this frame is not enhanced (optics and model differ), logged when it changes."""
         reason = (
             enhancer.pixel_size_mismatch(meta.get("pixel_size_um"))
@@ -348,7 +352,7 @@ class LivePipeline:
     def _work(self) -> None:
         # On CUDA the next frame is started before the previous one is collected, so its upload
         # and compute overlap the previous download; on the CPU each frame completes in turn.
-        inflight: tuple[Job, Enhancer, Callable[[], Output]] | None = None
+        inflight: tuple[Job, FrameEnhancer, Callable[[], Output]] | None = None
         try:
             while True:
                 got = self._next(wait=inflight is None)
@@ -386,10 +390,10 @@ class LivePipeline:
         except Exception as exc:  # out of GPU memory, recording overflow: stop loudly
             self._fail(exc)
 
-    def _collect(self, job: Job, enhancer: Enhancer, collect: Callable[[], Output]) -> None:
+    def _collect(self, job: Job, enhancer: FrameEnhancer, collect: Callable[[], Output]) -> None:
         self._publish(job, collect(), enhancer)
 
-    def _publish(self, job: Job, out: Output | None, enhancer: Enhancer | None) -> None:
+    def _publish(self, job: Job, out: Output | None, enhancer: FrameEnhancer | None) -> None:
         index, raw, arrival, meta = job
         ready = time.perf_counter() if out is not None else None
         enhanced = out.full if out is not None and self.full_output else None
