@@ -4,12 +4,12 @@ Two measurements, each for every ``--dirs`` (e.g. a tmpfs and a disk) and ``--si
 RGB uint16 frames), with the writer variants interleaved in rounds so that a busy machine
 slows all of them alike:
 
-* throughput (default): :class:`acquire.live.recorder.Recorder` fed as fast as it takes frames
+* throughput (default): :class:`live.recorder.Recorder` fed as fast as it takes frames
   (``put(block=True)``) for ``--frames`` frames; frames/s from the first put to the end of
   ``close`` (every frame on disk). Median, min and max over ``--rounds``.
 * ``--rate FPS --seconds S``: live mode's own path at a camera's pace, a
-  :class:`~acquire.live.pipeline.LivePipeline` fed by a
-  :class:`~acquire.live.sources.ReplaySource` with the pipeline's default 1 GiB queue: frames
+  :class:`~live.pipeline.LivePipeline` fed by a
+  :class:`~live.sources.ReplaySource` with the pipeline's default 1 GiB queue: frames
   sent, recorded, lost, the deepest the queue got.
 
 ``--busy-threads N`` runs N threads of pure Python meanwhile, as a busy GUI thread is for the
@@ -48,10 +48,11 @@ from typing import Any
 import numpy as np
 
 import deepscope.ometiff as ometiff
-from acquire.live.pipeline import LivePipeline
-from acquire.live.recorder import MANIFEST, Recorder, RecordItem, image_meta
-from acquire.live.sources import ReplaySource
 from deepscope.atomic import append_jsonl
+from deepscope.framemeta import image_meta
+from live.pipeline import LivePipeline
+from live.recorder import MANIFEST, Recorder, RecordItem
+from live.sources import ReplaySource
 from simulators import make_core
 
 META = {"x_um": 10.0, "y_um": -5.0, "z_um": 1.2, "exposure_ms": 10.0, "objective": "40x"}
@@ -61,7 +62,7 @@ VARIANTS = ("before", "template", "after")
 def _write_fsync_each(self: Recorder, item: RecordItem) -> None:
     """The recorder's write before the change: directory and manifest fsynced per frame."""
     name = f"frame_{item.index:06d}.ome.tif"
-    meta = image_meta(item.meta, item.t_s, float(item.meta["pixel_size_um"]))
+    meta = image_meta(item.meta, name="live", t_s=item.t_s)
     ometiff.write_ome_tiff(self.directory / item.kind / name, item.image, meta)
     record = {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}"}
     append_jsonl(self.directory / MANIFEST, {**record, **item.meta})

@@ -28,8 +28,8 @@ import numpy as np
 
 from deepscope.atomic import JsonlAppender, fsync_dir, fsync_file
 from deepscope.errors import DeepscopeError
-from deepscope.framemeta import FrameMeta
-from deepscope.ometiff import ImageMeta, PlaneMeta, write_ome_tiff
+from deepscope.framemeta import FrameMeta, image_meta
+from deepscope.ometiff import write_ome_tiff
 
 log = logging.getLogger("deepscope.live")
 
@@ -53,23 +53,6 @@ class RecordItem:
     image: np.ndarray
     meta: FrameMeta
     t_s: float
-
-
-def image_meta(meta: FrameMeta, t_s: float, pixel_size_um: float) -> ImageMeta:
-    """OME metadata for one live frame from the pipeline's per-frame ``meta`` dict."""
-    plane = PlaneMeta(
-        x_um=float(meta.get("x_um", float("nan"))),
-        y_um=float(meta.get("y_um", float("nan"))),
-        z_um=float(meta.get("z_um", float("nan"))),
-        exposure_ms=meta.get("exposure_ms"),
-        t_s=t_s,
-    )
-    return ImageMeta(
-        pixel_size_um=pixel_size_um,
-        planes=(plane,),
-        objective=meta.get("objective"),
-        name="live",
-    )
 
 
 class Recorder:
@@ -149,7 +132,12 @@ class Recorder:
         px = float(item.meta["pixel_size_um"])
         name = f"frame_{item.index:06d}.ome.tif"
         path = self.directory / item.kind / name
-        write_ome_tiff(path, item.image, image_meta(item.meta, item.t_s, px), sync=False)
+        write_ome_tiff(
+            path,
+            item.image,
+            image_meta(item.meta, name="live", t_s=item.t_s, pixel_size_um=px),
+            sync=False,
+        )
         record = {"kind": item.kind, "index": item.index, "file": f"{item.kind}/{name}"}
         self._manifest.append({**record, **item.meta})
         with self._lock:

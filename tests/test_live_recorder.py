@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from acquire.live.pipeline import LivePipeline
-from acquire.live.recorder import MANIFEST
-from acquire.live.sources import ReplaySource
 from deepscope.atomic import PARTIAL_SUFFIX, read_jsonl
 from deepscope.ometiff import read_ome_tiff
+from live.pipeline import LivePipeline
+from live.recorder import MANIFEST
+from live.sources import ReplaySource
 from simulators.core import make_core
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ WRITER = textwrap.dedent(
     """
     import sys, numpy as np
     from pathlib import Path
-    from acquire.live.recorder import Recorder, RecordItem
+    from live.recorder import Recorder, RecordItem
 
     rec = Recorder(Path(sys.argv[1]), max_queued=4)
     rec.start()
