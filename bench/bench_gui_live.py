@@ -177,4 +177,8 @@ def record(window: Any, pump: Any, parent: Path | None, name: str, seconds: floa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # The results are out; skip interpreter teardown, where Qt objects collected after the
+    # window closed can abort this bench with "Fatal Python error: none_dealloc".
+    os._exit(code)
