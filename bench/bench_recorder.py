@@ -53,9 +53,16 @@ from deepscope.framemeta import image_meta
 from live.pipeline import LivePipeline
 from live.recorder import MANIFEST, Recorder, RecordItem
 from live.sources import ReplaySource
-from simulators import make_core
+from simulators import make_core, nominal_pixel_size_um
 
-META = {"x_um": 10.0, "y_um": -5.0, "z_um": 1.2, "exposure_ms": 10.0, "objective": "40x"}
+META = {
+    "x_um": 10.0,
+    "y_um": -5.0,
+    "z_um": 1.2,
+    "exposure_ms": 10.0,
+    "objective": "40x",
+    "pixel_size_um": nominal_pixel_size_um("40x"),
+}
 VARIANTS = ("before", "template", "after")
 
 
@@ -95,7 +102,7 @@ def frame(size: int) -> np.ndarray:
 
 def throughput(root: Path, size: int, frames: int, name: str) -> float:
     """Frames per second the recorder writes when never waiting for frames."""
-    image, meta = frame(size), {**META, "pixel_size_um": 0.185}
+    image, meta = frame(size), META
     with tempfile.TemporaryDirectory(dir=root) as tmp, variant(name):
         rec = Recorder(Path(tmp), max_queued=4)
         rec.start()
@@ -116,7 +123,7 @@ def at_rate(root: Path, size: int, fps: float, seconds: float, name: str) -> dic
     with tempfile.TemporaryDirectory(dir=root) as tmp, variant(name):
         pipe = LivePipeline(core, None, camera=False, record_dir=Path(tmp))
         pipe.start()
-        source = ReplaySource([frame(size)], fps, pipe.submit, {**META, "pixel_size_um": 0.185})
+        source = ReplaySource([frame(size)], fps, pipe.submit, META)
         deepest, stop = 0, threading.Event()
 
         def watch() -> None:
