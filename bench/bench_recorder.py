@@ -19,8 +19,9 @@ blocks gives it back only after the 5 ms switch interval.
 Variants: ``before`` is the recorder as it was (main at 2df313c): OME-XML rendered by ome-types
 for every frame, and three fsyncs per frame (file, directory, ``frames.jsonl``). ``template``
 adds only the OME-XML template. ``after`` is the recorder now: template, no fsync on the
-writer thread; a second thread flushes everything written once a second (``sync(2)``; it runs
-under ``before`` and ``template`` too, where it finds little to do).
+writer thread; a second thread fsyncs the frames written since its last pass, the manifest and
+the directories once a second (it runs under ``before`` and ``template`` too, where the files
+it finds were fsynced already).
 
     python bench/bench_recorder.py --dirs /dev/shm /var/tmp --sizes 512 2048 --json rec.json
     python bench/bench_recorder.py --dirs /var/tmp --sizes 512 --rate 97 --seconds 20
