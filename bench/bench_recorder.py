@@ -20,8 +20,8 @@ Variants: ``before`` is the recorder as it was (main at 2df313c): OME-XML render
 for every frame, and three fsyncs per frame (file, directory, ``frames.jsonl``). ``template``
 adds only the OME-XML template. ``after`` is the recorder now: template, no fsync on the
 writer thread; a second thread fsyncs the frames written since its last pass, the manifest and
-the directories once a second (it runs under ``before`` and ``template`` too, where the files
-it finds were fsynced already).
+the directories once a second (it runs under ``before`` and ``template`` too, where it finds
+nothing to do: their per-frame write fsyncs itself and hands that thread no file).
 
     python bench/bench_recorder.py --dirs /dev/shm /var/tmp --sizes 512 2048 --json rec.json
     python bench/bench_recorder.py --dirs /var/tmp --sizes 512 --rate 97 --seconds 20
