@@ -186,15 +186,17 @@ class PassRunner:
         stage = [stage_of(f) for f in fields]
         focus = [focus_of(*xy) for xy in stage]
         group = self.profile.objective_group
+        # only a field's first event moves the XY stage: pycromanager's engine re-commands XY
+        # on every event that carries it, and an open-loop stage lands a new ~0.3 um off each
+        # time, which would blur the mean of the exposures and misalign the z-planes
         events = [
             {
                 "axes": {"field": i, "z": k} | ({"time": n} if averages > 1 else {}),
-                "x": stage[i][0],
-                "y": stage[i][1],
                 "z": focus[i] + dz,
                 "exposure": exposure_ms,
                 "config_group": [group, optics.name],
             }
+            | ({"x": stage[i][0], "y": stage[i][1]} if k == 0 and n == 0 else {})
             for i in range(len(fields))
             for k, dz in enumerate(offsets)
             for n in range(averages)

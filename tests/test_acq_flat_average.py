@@ -77,3 +77,18 @@ def test_averaged_exposures_halve_the_noise_of_the_targets(runs):
     assert n4 - 3 == 4 * (n1 - 3)  # four exposures per plane (blank frames unchanged)
     ratio = _noise(root / "averaged", "target_000") / _noise(root / "single", "target_000")
     assert 0.4 < ratio < 0.65  # sqrt(1/4) = 0.5
+
+
+def test_every_exposure_of_a_field_is_taken_where_the_stage_landed_once(runs):
+    """The stage is commanded once per field: the repeated exposures and the planes of a z-stack
+    are not blurred by re-landing (an open-loop stage lands ~0.3 um off on each move)."""
+    _, _, (_, log4) = runs
+    fields = {}
+    for s in log4:
+        if s.objective == "100x" and s.exposure_ms == 8.0:
+            key = (round(s.commanded_x_um, 3), round(s.commanded_y_um, 3))
+            fields.setdefault(key, set()).add((s.true_x_um, s.true_y_um))
+    flat_x = round(glassy_region(SEED, 100.0, hole_um=40.0)[2], 3)
+    stacks = {k: v for k, v in fields.items() if k[0] != flat_x}
+    assert len(stacks) == 2
+    assert all(len(poses) == 1 for poses in stacks.values()), stacks
