@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from acquire.plan import AcquisitionPlan
+    from model.training.metrics import Interval
 
 log = logging.getLogger("deepscope.demo")
 
@@ -258,10 +259,12 @@ def train_stage(out: Path, steps: int, seed: int, init: Path | None) -> dict[str
     }
 
 
-def evaluate_stage(out: Path, seed: int) -> dict[str, Any]:
+def evaluate_stage(out: Path, seed: int, init: Path | None) -> dict[str, Any]:
     """Score bicubic, the classical baselines and the network on the test fields.
 
-    Against the 100x targets and, for fields whose snaps were logged, the noise-free truth.
+    Against the 100x targets and, for fields whose snaps were logged, the noise-free truth. The
+    model fine-tuning started from (*init*) is scored too, into ``evaluation/init``, so that
+    the summary says what the fine-tuning on the demo's own pairs added.
     """
     from model.training.evaluate import evaluate_model
     from simulators.truth import PairTruth
@@ -269,12 +272,30 @@ def evaluate_stage(out: Path, seed: int) -> dict[str, Any]:
     snaps = out / SNAPS_NAME
     truth = PairTruth(out / "dataset", out / "pairs", snaps, seed) if snaps.is_file() else None
     report = evaluate_model(out / "model", out / "pairs", out / "evaluation", truth=truth)
-    return {
+    figures: dict[str, Any] = {
         **{k: round(v, 4) for k, v in report.mean.items()},
+        **_truth_means(report.intervals),
         "beats_baselines": report.beats_baselines,
         "shortfalls": report.shortfalls,
         "truth_fields": report.truth_fields,
     }
+    if init is not None:
+        start = evaluate_model(init, out / "pairs", out / "evaluation" / "init", truth=truth)
+        figures["init"] = {
+            "model": str(init),
+            **{k: round(v, 4) for k, v in start.mean.items() if k.startswith("network")},
+            **{
+                k: v
+                for k, v in _truth_means(start.intervals).items()
+                if k.startswith("truth_network")
+            },
+        }
+    return figures
+
+
+def _truth_means(intervals: dict[str, dict[str, Interval]]) -> dict[str, float]:
+    """``truth_{method}_{metric}`` -> mean against the noise-free truth (empty when unknown)."""
+    return {f"truth_{k}": round(v.mean, 4) for k, v in intervals.get("truth", {}).items()}
 
 
 def side_by_side(raw: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
@@ -382,7 +403,7 @@ def run_demo(
             f"training (fine-tuning {init})" if init else "training from scratch",
             lambda: train_stage(out, steps, seed, init),
         ),
-        ("evaluate", "evaluation on held-out fields", lambda: evaluate_stage(out, seed)),
+        ("evaluate", "evaluation on held-out fields", lambda: evaluate_stage(out, seed, init)),
         ("live", "live enhanced preview", lambda: live_stage(out, live_seconds, seed)),
     ]
     if not headless:

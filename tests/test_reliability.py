@@ -31,7 +31,7 @@ from model.store import save_model
 
 DEEPSCOPE = [sys.executable, "-m", "app.cli"]
 DEMO_ARGS = [
-    *("--fields", "8", "--roi", "320", "--steps", "2", "--from-scratch", "--live-seconds", "1"),
+    *("--fields", "8", "--roi", "320", "--steps", "2", "--live-seconds", "1"),
     *("--headless", "--json"),
 ]
 
@@ -82,6 +82,11 @@ def test_demo_writes_every_output(demo: tuple[Path, dict]) -> None:
     assert summary["figures"]["live"]["frames_enhanced"] > 0
     scores = summary["figures"]["evaluate"]
     assert {"bicubic_ssim", "network_ssim", "network_x2_ssim"} <= set(scores)
+    assert {"truth_bicubic_ssim", "truth_network_ssim"} <= set(scores)
+    # the model fine-tuning started from (the shipped reference) is scored beside it
+    assert summary["figures"]["train"]["init"] == scores["init"]["model"]
+    assert {"network_ssim", "truth_network_ssim"} <= set(scores["init"])
+    assert (out / "evaluation" / "init" / "evaluation.md").is_file()
 
 
 def test_demo_rerun_resumes_without_touching_acquired_data(demo: tuple[Path, dict]) -> None:
