@@ -266,12 +266,14 @@ def evaluate_stage(out: Path, seed: int, init: Path | None) -> dict[str, Any]:
     model fine-tuning started from (*init*) is scored too, into ``evaluation/init``, so that
     the summary says what the fine-tuning on the demo's own pairs added.
     """
-    from model.training.evaluate import evaluate_model
+    from model.training.evaluate import prepare_evaluation, score_model
     from simulators.truth import PairTruth
 
     snaps = out / SNAPS_NAME
     truth = PairTruth(out / "dataset", out / "pairs", snaps, seed) if snaps.is_file() else None
-    report = evaluate_model(out / "model", out / "pairs", out / "evaluation", truth=truth)
+    # truth, tuned baselines and their scores are made once for both models
+    fields = prepare_evaluation(out / "pairs", truth=truth)
+    report = score_model(out / "model", fields, out / "evaluation")
     figures: dict[str, Any] = {
         **{k: round(v, 4) for k, v in report.mean.items()},
         **_truth_means(report.intervals),
@@ -280,7 +282,7 @@ def evaluate_stage(out: Path, seed: int, init: Path | None) -> dict[str, Any]:
         "truth_fields": report.truth_fields,
     }
     if init is not None:
-        start = evaluate_model(init, out / "pairs", out / "evaluation" / "init", truth=truth)
+        start = score_model(init, fields, out / "evaluation" / "init")
         figures["init"] = {
             "model": str(init),
             **{k: round(v, 4) for k, v in start.mean.items() if k.startswith("network")},

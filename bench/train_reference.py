@@ -36,6 +36,8 @@ def main() -> int:
     parser.add_argument("--roi", type=int, default=512, help="camera ROI side")
     parser.add_argument("--steps", type=int, default=6000, help="step budget")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--init", type=Path, default=None, help="continue from this model")
     parser.add_argument("--install", action="store_true", help="copy into model/reference/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -47,8 +49,10 @@ def main() -> int:
     calibrate_stage(out, args.seed)
     acquire_stage(out, plan, args.seed)
     register_stage(out, args.seed, split=(0.85, 0.15, 0.0))
-    config = TrainConfig(steps=args.steps, minutes=args.minutes, seed=args.seed, val_every=250)
-    result = train_model(out / "pairs", out / "model", config)
+    config = TrainConfig(
+        steps=args.steps, minutes=args.minutes, lr=args.lr, seed=args.seed, val_every=250
+    )
+    result = train_model(out / "pairs", out / "model", config, init=args.init)
     print(json.dumps({k: v for k, v in result.__dict__.items() if k != "history"}, default=str))
     if args.install:
         install(out / "model", " ".join(["python", "bench/train_reference.py", *sys.argv[1:]]))

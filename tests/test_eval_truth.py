@@ -16,9 +16,10 @@ from deepscope.ometiff import read_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
 from model.store import save_model
-from model.training.evaluate import METHODS, evaluate_model
+from model.training.evaluate import METHODS, evaluate_model, prepare_evaluation, score_model
 from model.training.metrics import bootstrap_mean
 from model.training.regions import RegionRow, panel_titles, plot_regions
+from model.training.truth import carried_truth
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -105,6 +106,43 @@ def test_truth_rendered_by_a_source_handed_in(
 
     with pytest.raises(InputError, match="does not match its target"):
         evaluate_model(model_dir, sim_pairs, tmp_path / "ev2", truth=wrong)
+
+
+def test_fields_prepared_once_score_each_model_as_its_own_evaluation(
+    sim_pairs: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    cfg = ModelConfig(
+        network=NetworkConfig(global_skip=False, base_channels=4, num_blocks=1),
+        normalisation=Normalisation.identity(3, MAX_VALUE),
+    )
+    other = tmp_path / "other"
+    save_model(other, DeepMicroscopyNet(cfg.network), cfg)  # untrained, no skip: not bicubic
+    rendered: list[str] = []
+    carried = carried_truth(sim_pairs)
+
+    def render(pair: Pair, shape: tuple[int, int]) -> np.ndarray | None:
+        rendered.append(pair.pair_id)
+        return carried(pair, shape)
+
+    fields = prepare_evaluation(sim_pairs, truth=render)
+    assert len(rendered) == 5  # 2 validation + 3 test fields, once
+    network_ssim = []
+    for model in (model_dir, other):
+        shared = score_model(model, fields, tmp_path / model.name / "shared")
+        alone = evaluate_model(model, sim_pairs, tmp_path / model.name / "alone")
+        assert shared.fields == alone.fields
+        assert shared.intervals == alone.intervals
+        assert shared.baselines == alone.baselines
+        assert shared.figure_path.is_file()
+        network_ssim.append(shared.mean["network_ssim"])
+    assert len(rendered) == 5  # scoring renders nothing
+    assert network_ssim[0] != network_ssim[1]  # each model is scored, not the first twice
+    wrong = tmp_path / "x4"
+    cfg4 = cfg.model_copy(update={"network": cfg.network.model_copy(update={"scale": 4.0})})
+    save_model(wrong, DeepMicroscopyNet(cfg4.network), cfg4)
+    with pytest.raises(InputError, match="scale"):
+        score_model(wrong, fields, tmp_path / "ev4")
+    assert not (tmp_path / "ev4").exists()
 
 
 def test_regions_figure_has_every_panel(tmp_path: Path) -> None:

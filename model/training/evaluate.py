@@ -32,10 +32,18 @@ from tqdm import tqdm
 
 from deepscope.atomic import atomic_write_json, atomic_write_text
 from deepscope.errors import InputError
-from deepscope.formats.pairs import load_pairset
+from deepscope.formats.pairs import PairSet, load_pairset
+from model.config import ModelConfig
 from model.inference.engine import Enhancer
+from model.network import DeepMicroscopyNet
 from model.store import load_model
-from model.training.baselines import CLASSICAL, Optics, optics_for_pairs, tune_baselines
+from model.training.baselines import (
+    CLASSICAL,
+    Baselines,
+    Optics,
+    optics_for_pairs,
+    tune_baselines,
+)
 from model.training.data import FieldPair, load_fields
 from model.training.infer import bicubic_upsample
 from model.training.metrics import Interval, bootstrap_mean, ssim_psnr
@@ -203,6 +211,96 @@ def network_shortfalls(ref: str, means: dict[str, float], best: dict[str, str]) 
     return out
 
 
+@dataclass(frozen=True)
+class EvalField:
+    """One test field, ready to score a model on: its input, references and classical scores."""
+
+    pair_id: str
+    #: the 40x input, ``(y, x, c)``
+    lr: np.ndarray
+    #: reference name -> image: the 100x target, and the noise-free truth when known
+    refs: dict[str, np.ndarray]
+    #: reference -> classical method -> score
+    classical: dict[str, dict[str, Score]]
+    #: per channel ``(gain, offset)`` that brought the truth onto the target's intensities
+    truth_fit: list[tuple[float, float]] | None
+    #: the classical images tuned on the targets, kept for the fields ``regions.png`` shows
+    shown: dict[str, np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class EvalFields:
+    """What scoring does not depend on the model for: made once, any number of models scored.
+
+    :func:`prepare_evaluation` loads the test fields, renders their truth, tunes the classical
+    baselines on the validation fields and scores them; :func:`score_model` scores a model.
+    """
+
+    pairs_dir: Path
+    pairset: PairSet
+    fields: list[EvalField]
+    tuned: dict[str, Baselines]
+
+
+def prepare_evaluation(
+    pairs_dir: str | Path,
+    *,
+    regions: int = 3,
+    optics: Optics | None = None,
+    truth: TruthSource | None = None,
+) -> EvalFields:
+    """Load the test fields, tune the classical baselines on the validation fields, score them.
+
+    *regions* test fields keep their classical images for the figure; *optics* and *truth* are
+    as in :func:`evaluate_model`. Raises :class:`InputError` without test or validation pairs.
+    """
+    pairs_dir = Path(pairs_dir)
+    pairset = load_pairset(pairs_dir)
+    tests = load_fields(pairs_dir, pairset, "test")
+    if not tests:
+        raise InputError(f"{pairs_dir} has no accepted test pairs to evaluate on")
+    vals = load_fields(pairs_dir, pairset, "val")
+    if not vals:
+        raise InputError(
+            f"{pairs_dir} has no accepted validation pairs to tune the classical baselines on"
+        )
+    scale, white = pairset.scale, pairset.max_value
+    source = truth or carried_truth(pairs_dir)
+    by_id = {p.pair_id: p for p in pairset.accepted()}
+
+    def references(f: FieldPair) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], Any]:
+        """Input, bicubic, and the field's references (target; truth when known)."""
+        lr, hr = _yxc(f)
+        refs = {"target": hr}
+        clean = truth_image(source, by_id[f.pair_id], hr, pairset.edof)
+        fit = None
+        if clean is not None:
+            refs["truth"], fit = match_to_target(clean, hr)
+        return lr, bicubic_upsample(lr, scale), refs, fit
+
+    val = [references(f) for f in tqdm(vals, desc="tune baselines", unit="field", leave=False)]
+    tuned = {
+        ref: tune_baselines(
+            [(_centre(bic), _centre(refs[ref])) for _, bic, refs, _ in val],
+            optics or optics_for_pairs(pairset),
+            pitch_um=pairset.hr_pixel_size_um,
+            pixel_um=pairset.lr_pixel_size_um,
+            max_value=white,
+        )
+        for ref in REFERENCES
+        if all(ref in refs for _, _, refs, _ in val)
+    }
+    fields: list[EvalField] = []
+    for f in tqdm(tests, desc="score baselines", unit="field", leave=False):
+        lr, bic, refs, fit = references(f)
+        # the truth is scored with baselines tuned on the validation truth, when known
+        images = {ref: tuned.get(ref, tuned["target"]).apply(bic) for ref in refs}
+        classical = {ref: _scores(images[ref], image, white) for ref, image in refs.items()}
+        shown = images["target"] if len(fields) < regions else None
+        fields.append(EvalField(f.pair_id, lr, refs, classical, fit, shown))
+    return EvalFields(pairs_dir, pairset, fields, tuned)
+
+
 def evaluate_model(
     model_dir: str | Path,
     pairs_dir: str | Path,
@@ -232,65 +330,63 @@ def evaluate_model(
     seed
         Seed of the bootstrap.
     """
-    pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
-    pairset = load_pairset(pairs_dir)
-    net, cfg = load_model(
+    # the model is checked against the pairs before the baselines are tuned
+    model = _load(model_dir, load_pairset(Path(pairs_dir)), device)
+    fields = prepare_evaluation(pairs_dir, regions=regions, optics=optics, truth=truth)
+    return _score(model_dir, model, fields, Path(out_dir), device, regions, seed)
+
+
+def score_model(
+    model_dir: str | Path,
+    fields: EvalFields,
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    regions: int = 3,
+    seed: int = 0,
+) -> EvaluationReport:
+    """:func:`evaluate_model` on fields prepared once by :func:`prepare_evaluation`.
+
+    ``regions.png`` shows at most as many fields as were prepared with their images.
+    """
+    model = _load(model_dir, fields.pairset, device)
+    return _score(model_dir, model, fields, Path(out_dir), device, regions, seed)
+
+
+def _load(
+    model_dir: str | Path, pairset: PairSet, device: str
+) -> tuple[DeepMicroscopyNet, ModelConfig]:
+    return load_model(
         model_dir, expect_scale=pairset.scale, expect_channels=pairset.channels, device=device
     )
-    tests = load_fields(pairs_dir, pairset, "test")
-    if not tests:
-        raise InputError(f"{pairs_dir} has no accepted test pairs to evaluate on")
-    vals = load_fields(pairs_dir, pairset, "val")
-    if not vals:
-        raise InputError(
-            f"{pairs_dir} has no accepted validation pairs to tune the classical baselines on"
-        )
+
+
+def _score(
+    model_dir: str | Path,
+    model: tuple[DeepMicroscopyNet, ModelConfig],
+    prepared: EvalFields,
+    out_dir: Path,
+    device: str,
+    regions: int,
+    seed: int,
+) -> EvaluationReport:
+    """Run the network on the prepared test fields; write and return the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    pairset = prepared.pairset
     scale, white = pairset.scale, pairset.max_value
-    source = truth or carried_truth(pairs_dir)
-    by_id = {p.pair_id: p for p in pairset.accepted()}
-
-    def references(f: FieldPair) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], Any]:
-        """Input, bicubic, and the field's references (target; truth when known)."""
-        lr, hr = _yxc(f)
-        refs = {"target": hr}
-        clean = truth_image(source, by_id[f.pair_id], hr, pairset.edof)
-        fit = None
-        if clean is not None:
-            refs["truth"], fit = match_to_target(clean, hr)
-        return lr, bicubic_upsample(lr, scale), refs, fit
-
-    val = [references(f) for f in vals]
-    tuned = {
-        ref: tune_baselines(
-            [(_centre(bic), _centre(refs[ref])) for _, bic, refs, _ in val],
-            optics or optics_for_pairs(pairset),
-            pitch_um=pairset.hr_pixel_size_um,
-            pixel_um=pairset.lr_pixel_size_um,
-            max_value=white,
-        )
-        for ref in REFERENCES
-        if all(ref in refs for _, _, refs, _ in val)
-    }
-    enhancer = Enhancer(net, cfg, device=device, precision="fp32")
+    enhancer = Enhancer(*model, device=device, precision="fp32")
     scores: list[FieldScores] = []
     rows: list[RegionRow] = []
-    for f in tqdm(tests, desc="evaluate", unit="field", leave=False):
-        lr, bic, refs, fit = references(f)
-        once = enhancer.enhance(lr)
+    for f in tqdm(prepared.fields, desc="evaluate", unit="field", leave=False):
+        once = enhancer.enhance(f.lr)
         twice = area_resize(enhancer.enhance(once), *once.shape[:2])
         nets = {"network": once, "network_x2": twice}
-        per_ref = {}
-        for ref, image in refs.items():
-            # the truth is scored with baselines tuned on the validation truth, when known
-            images = tuned.get(ref, tuned["target"]).apply(bic) | nets
-            per_ref[ref] = _scores(images, image, white)
-            if ref == "target":
-                shown = images
-        s = FieldScores(f.pair_id, per_ref["target"], per_ref.get("truth"), fit)
-        scores.append(s)
-        if len(rows) < regions:
-            rows.append(region_row(f.pair_id, lr, shown, refs, white))
+        per_ref = {
+            ref: f.classical[ref] | _scores(nets, image, white) for ref, image in f.refs.items()
+        }
+        scores.append(FieldScores(f.pair_id, per_ref["target"], per_ref.get("truth"), f.truth_fit))
+        if len(rows) < regions and f.shown is not None:
+            rows.append(region_row(f.pair_id, f.lr, f.shown | nets, f.refs, white))
     by_ref = {"target": [s.target for s in scores]}
     with_truth = [s.truth for s in scores if s.truth is not None]
     if with_truth:
@@ -311,7 +407,7 @@ def evaluate_model(
         best_classical=best,
         beats_baselines=not shortfalls,
         shortfalls=shortfalls,
-        baselines={ref: b.settings() for ref, b in tuned.items()},
+        baselines={ref: b.settings() for ref, b in prepared.tuned.items()},
         json_path=out_dir / "evaluation.json",
         markdown_path=out_dir / "evaluation.md",
         figure_path=out_dir / "regions.png",
@@ -321,7 +417,7 @@ def evaluate_model(
         report.json_path,
         {
             "model_dir": str(Path(model_dir).resolve()),
-            "pairs_dir": str(pairs_dir.resolve()),
+            "pairs_dir": str(prepared.pairs_dir.resolve()),
             "max_value": white,
             "methods": {m: LABELS[m] for m in METHODS},
             "network_x2": "output fed back into the network, area-averaged to the 100x grid",
