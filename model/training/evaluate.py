@@ -157,15 +157,18 @@ def region_row(
     lr: np.ndarray,
     images: dict[str, np.ndarray],
     refs: dict[str, np.ndarray],
-    max_value: float,
+    scores: dict[str, dict[str, Score]],
 ) -> RegionRow:
-    """A figure row, each panel captioned with its own scores (target; truth SSIM)."""
+    """A figure row, each panel captioned with its own scores (target; truth SSIM).
+
+    *scores* are reference -> method -> score of exactly these *images*.
+    """
     captions = {}
-    for m, img in images.items():
-        ssim, psnr = ssim_psnr(img, refs["target"], max_value)
-        captions[m] = f"SSIM {ssim:.3f}, {psnr:.1f} dB"
-        if "truth" in refs:
-            captions[m] += f"\ntruth SSIM {ssim_psnr(img, refs['truth'], max_value)[0]:.3f}"
+    for m in images:
+        target = scores["target"][m]
+        captions[m] = f"SSIM {target.ssim:.3f}, {target.psnr:.1f} dB"
+        if "truth" in scores:
+            captions[m] += f"\ntruth SSIM {scores['truth'][m].ssim:.3f}"
     return RegionRow(pair_id, lr, images, refs["target"], refs.get("truth"), captions)
 
 
@@ -226,6 +229,8 @@ class EvalField:
     truth_fit: list[tuple[float, float]] | None
     #: the classical images tuned on the targets, kept for the fields ``regions.png`` shows
     shown: dict[str, np.ndarray] | None
+    #: their scores (reference -> method -> score), for the figure's captions
+    shown_scores: dict[str, dict[str, Score]] | None
 
 
 @dataclass(frozen=True)
@@ -296,8 +301,15 @@ def prepare_evaluation(
         # the truth is scored with baselines tuned on the validation truth, when known
         images = {ref: tuned.get(ref, tuned["target"]).apply(bic) for ref in refs}
         classical = {ref: _scores(images[ref], image, white) for ref, image in refs.items()}
-        shown = images["target"] if len(fields) < regions else None
-        fields.append(EvalField(f.pair_id, lr, refs, classical, fit, shown))
+        shown, shown_scores = None, None
+        if len(fields) < regions:
+            shown = images["target"]
+            # against the truth, the images tuned on the targets have scores of their own
+            shown_scores = {
+                ref: classical[ref] if ref == "target" else _scores(shown, image, white)
+                for ref, image in refs.items()
+            }
+        fields.append(EvalField(f.pair_id, lr, refs, classical, fit, shown, shown_scores))
     return EvalFields(pairs_dir, pairset, fields, tuned)
 
 
@@ -381,12 +393,12 @@ def _score(
         once = enhancer.enhance(f.lr)
         twice = area_resize(enhancer.enhance(once), *once.shape[:2])
         nets = {"network": once, "network_x2": twice}
-        per_ref = {
-            ref: f.classical[ref] | _scores(nets, image, white) for ref, image in f.refs.items()
-        }
+        net_scores = {ref: _scores(nets, image, white) for ref, image in f.refs.items()}
+        per_ref = {ref: f.classical[ref] | net_scores[ref] for ref in f.refs}
         scores.append(FieldScores(f.pair_id, per_ref["target"], per_ref.get("truth"), f.truth_fit))
-        if len(rows) < regions and f.shown is not None:
-            rows.append(region_row(f.pair_id, f.lr, f.shown | nets, f.refs, white))
+        if len(rows) < regions and f.shown is not None and f.shown_scores is not None:
+            captioned = {ref: f.shown_scores[ref] | net_scores[ref] for ref in f.refs}
+            rows.append(region_row(f.pair_id, f.lr, f.shown | nets, f.refs, captioned))
     by_ref = {"target": [s.target for s in scores]}
     with_truth = [s.truth for s in scores if s.truth is not None]
     if with_truth:
