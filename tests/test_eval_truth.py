@@ -16,6 +16,7 @@ from deepscope.ometiff import read_ome_tiff
 from model.config import ModelConfig, NetworkConfig, Normalisation
 from model.network import DeepMicroscopyNet
 from model.store import save_model
+from model.training.baselines import Baselines
 from model.training.evaluate import METHODS, evaluate_model, prepare_evaluation, score_model
 from model.training.metrics import bootstrap_mean
 from model.training.regions import RegionRow, panel_titles, plot_regions
@@ -84,9 +85,17 @@ def test_truth_on_simulator_pairs(sim_pairs: Path, model_dir: Path, tmp_path: Pa
 
 
 def test_truth_rendered_by_a_source_handed_in(
-    sim_pairs: Path, model_dir: Path, tmp_path: Path
+    sim_pairs: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, tuple[int, int]]] = []
+    applied: list[int] = []
+    apply = Baselines.apply
+
+    def counted(self: Baselines, bicubic: np.ndarray) -> dict[str, np.ndarray]:
+        applied.append(1)
+        return apply(self, bicubic)
+
+    monkeypatch.setattr(Baselines, "apply", counted)
 
     def render(pair: Pair, shape: tuple[int, int]) -> np.ndarray | None:
         calls.append((pair.pair_id, shape))
@@ -100,6 +109,7 @@ def test_truth_rendered_by_a_source_handed_in(
     assert report.truth_fields == 1
     assert [f.pair_id for f in report.fields if f.truth is not None] == ["s003"]
     assert "truth" not in report.baselines  # validation fields without truth: target-tuned
+    assert len(applied) == 3  # once per test field, the truth field too: one tuning to apply
 
     def wrong(pair: Pair, shape: tuple[int, int]) -> np.ndarray:
         return np.zeros((1, shape[0] - 1, shape[1], 3))

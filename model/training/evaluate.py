@@ -260,7 +260,16 @@ def prepare_evaluation(
     as in :func:`evaluate_model`. Raises :class:`InputError` without test or validation pairs.
     """
     pairs_dir = Path(pairs_dir)
-    pairset = load_pairset(pairs_dir)
+    return _prepare(pairs_dir, load_pairset(pairs_dir), regions, optics, truth)
+
+
+def _prepare(
+    pairs_dir: Path,
+    pairset: PairSet,
+    regions: int,
+    optics: Optics | None,
+    truth: TruthSource | None,
+) -> EvalFields:
     tests = load_fields(pairs_dir, pairset, "test")
     if not tests:
         raise InputError(f"{pairs_dir} has no accepted test pairs to evaluate on")
@@ -299,7 +308,9 @@ def prepare_evaluation(
     for f in tqdm(tests, desc="score baselines", unit="field", leave=False):
         lr, bic, refs, fit = references(f)
         # the truth is scored with baselines tuned on the validation truth, when known
-        images = {ref: tuned.get(ref, tuned["target"]).apply(bic) for ref in refs}
+        tuning = {ref: ref if ref in tuned else "target" for ref in refs}
+        applied = {key: tuned[key].apply(bic) for key in set(tuning.values())}
+        images = {ref: applied[key] for ref, key in tuning.items()}
         classical = {ref: _scores(images[ref], image, white) for ref, image in refs.items()}
         shown, shown_scores = None, None
         if len(fields) < regions:
@@ -343,8 +354,10 @@ def evaluate_model(
         Seed of the bootstrap.
     """
     # the model is checked against the pairs before the baselines are tuned
-    model = _load(model_dir, load_pairset(Path(pairs_dir)), device)
-    fields = prepare_evaluation(pairs_dir, regions=regions, optics=optics, truth=truth)
+    pairs_dir = Path(pairs_dir)
+    pairset = load_pairset(pairs_dir)
+    model = _load(model_dir, pairset, device)
+    fields = _prepare(pairs_dir, pairset, regions, optics, truth)
     return _score(model_dir, model, fields, Path(out_dir), device, regions, seed)
 
 
