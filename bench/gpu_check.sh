@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One prepared check for a CUDA machine (H100/H200), under 6 minutes once torch is installed:
-#   1. install what is missing (a CUDA torch build from PyPI, then deepscope[test]) into .venv-gpu
+# One prepared check for a CUDA machine (H100/H200), under 6 minutes:
+#   1. install the packages the machine's image lacks from the wheels bench/gpu_wheels.sh put in
+#      .whl/ (the machine has no network; its python3 holds CUDA torch); deepscope runs from the
+#      working tree
 #   2. the CUDA tests (tests/*: -k cuda)
 #   3. the live benchmark: 2048x2048 -> 5120x5120, bf16/fp16, CUDA graphs on/off, whole frame vs
 #      tiled, fps, p50/p99 latency, TFLOP/s against model/inference/cost.py's roofline; the
@@ -11,7 +13,8 @@
 # Results: JSON (and logs) in $OUT (default ./gpu_check_out); summary.json lists every step's
 # exit code. A failing step does not stop the others.
 #
-#   OUT=/tmp/out bash bench/gpu_check.sh               # on the GPU machine
+#   bash bench/gpu_wheels.sh                           # here, once: fills .whl/
+#   OUT=/tmp/out bash bench/gpu_check.sh               # on the GPU machine (carry .whl)
 #   OUT=/tmp/out bash bench/gpu_check.sh --cpu-smoke   # the same steps, tiny, on a CPU (checks
 #                                                      # the script; uses $PYTHON, installs nothing)
 set -uo pipefail
@@ -25,13 +28,20 @@ export QT_QPA_PLATFORM=offscreen PYMM_SIGNALS_BACKEND=psygnal
 PY=${PYTHON:-python3}
 
 if [ $SMOKE = 0 ]; then
-    if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
-        [ -x .venv-gpu/bin/python ] || "$PY" -m venv .venv-gpu
-        PY=$PWD/.venv-gpu/bin/python
-        "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch>=2.3"
+    if [ -d .whl ]; then
+        SITE=${TMPDIR:-/tmp}/deepscope-site
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" \
+            .whl/*.whl || exit 1
+        export PYTHONPATH=$SITE:$PYTHONPATH
     fi
-    "$PY" -c "import deepscope, pymmcore_plus, pytestqt, tifffile" 2>/dev/null \
-        || "$PY" -m pip install -q -e ".[test]"
+    if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+        echo "$PY has no torch that sees a GPU" >&2
+        exit 1
+    fi
+    if ! "$PY" -c "import deepscope, pydantic, pymmcore_plus, pytorch_msssim, tifffile"; then
+        echo "packages missing: run bench/gpu_wheels.sh here and carry .whl" >&2
+        exit 1
+    fi
     DEV=cuda; SIZE=2048; FRAMES=200; SOAK=60; FPS=100; REC=10; SHM=/dev/shm
     TRAIN=(--device cuda --batch 64 256 --threads 1 --steps 20 --warmup 3 --modes fp32 bf16_cl)
 else
