@@ -28,20 +28,7 @@ export QT_QPA_PLATFORM=offscreen PYMM_SIGNALS_BACKEND=psygnal
 PY=${PYTHON:-python3}
 
 if [ $SMOKE = 0 ]; then
-    if [ -d .whl ]; then
-        SITE=${TMPDIR:-/tmp}/deepscope-site
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" \
-            .whl/*.whl || exit 1
-        export PYTHONPATH=$SITE:$PYTHONPATH
-    fi
-    if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-        echo "$PY has no torch that sees a GPU" >&2
-        exit 1
-    fi
-    if ! "$PY" -c "import deepscope, pydantic, pymmcore_plus, pytorch_msssim, tifffile"; then
-        echo "packages missing: run bench/gpu_wheels.sh here and carry .whl" >&2
-        exit 1
-    fi
+    source bench/gpu_env.sh || exit 1
     DEV=cuda; SIZE=2048; FRAMES=200; SOAK=60; FPS=100; REC=10; SHM=/dev/shm
     TRAIN=(--device cuda --batch 64 256 --threads 1 --steps 20 --warmup 3 --modes fp32 bf16_cl)
 else
