@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train a larger network than the CPU reference (64 channels x 16 blocks, batch 64 crops of
 # 96/240 px: bench/gpu_train.json) on a lent GPU, from registered pairs carried in.
+# Peak lr 5e-4 with a 10 % warm-up: at 1e-3 its first Adam steps blow the loss up (BENCHMARKS.md).
 #
 # Issue 11's two open SSIM targets need more capacity and far more steps than the 2-core CPU
 # gives (BENCHMARKS.md, "The reference model and the classical baselines"); this is the run to
