@@ -8,12 +8,16 @@
 # make when a GPU is lent. The machine has no network and cannot run the simulator's
 # acquisition in its time, so the pairs come from here:
 #
-#   python bench/train_reference.py --out /tmp/ref --seed 12 --steps 1   # makes /tmp/ref/pairs
-#   mkdir -p gpu_data && cp -r /tmp/ref/pairs gpu_data/ && bash bench/gpu_wheels.sh
-#   # on the GPU, carrying .whl and gpu_data (~50 MB with the tree), within its 10 min a call:
+#   python bench/train_reference.py --out /tmp/ref --seed 11 --steps 1   # makes /tmp/ref/pairs
+#   # (seed 11: the reference's slide, 44 training fields; seed 12's region is half glass)
+#   mkdir -p gpu_data && tar -C /tmp/ref -cf - pairs | xz -T2 >gpu_data/pairs.tar.xz
+#   bash bench/gpu_wheels.sh
+#   # on the GPU, carrying .whl and gpu_data/pairs.tar.xz (43 + 7.5 MB, 56 MB with the tree:
+#   # under the 64 MiB a call carries; the 52 pairs are 83 MB unpacked), within 10 min a call:
 #   OUT=$OUT MINUTES=7 bash bench/gpu_train.sh
-#   # back here, against the noise-free truth too:
-#   deepscope evaluate FILES_AT/model /tmp/demo/pairs --out /tmp/eval_gpu
+#   # back here, on a demo's test fields (`deepscope demo --out /tmp/demo`):
+#   deepscope evaluate FILES_AT/model /tmp/demo/pairs --out /tmp/eval_gpu   # against the targets
+#   python bench/bench_self_ensemble.py /tmp/demo FILES_AT/model   # row x1: the truth too
 #
 # $OUT/model holds the model (safetensors + config.json) and metrics.csv; $OUT/train.json the
 # result. --cpu-smoke: two steps on the CPU with $PYTHON (checks the script; installs nothing).
@@ -21,6 +25,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_train_out}
 PAIRS=${PAIRS:-gpu_data/pairs}
+if [ ! -d "$PAIRS" ] && [ -f gpu_data/pairs.tar.xz ]; then
+    tar -C gpu_data -xJf gpu_data/pairs.tar.xz || exit 1
+fi
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD
 mkdir -p "$OUT"
