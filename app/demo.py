@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from acquire.plan import AcquisitionPlan
     from model.training.metrics import Interval
+    from simulators.truth import PairTruth
 
 log = logging.getLogger("deepscope.demo")
 
@@ -259,6 +260,17 @@ def train_stage(out: Path, steps: int, seed: int, init: Path | None) -> dict[str
     }
 
 
+def demo_truth(out: Path, seed: int = 0) -> PairTruth | None:
+    """The noise-free truth of the pairs of demo output *out* (*seed*: its slide's seed).
+
+    ``None`` when the demo logged no simulator snaps.
+    """
+    from simulators.truth import PairTruth
+
+    snaps = out / SNAPS_NAME
+    return PairTruth(out / "dataset", out / "pairs", snaps, seed) if snaps.is_file() else None
+
+
 def evaluate_stage(out: Path, seed: int, init: Path | None) -> dict[str, Any]:
     """Score bicubic, the classical baselines and the network on the test fields.
 
@@ -267,12 +279,9 @@ def evaluate_stage(out: Path, seed: int, init: Path | None) -> dict[str, Any]:
     the summary says what the fine-tuning on the demo's own pairs added.
     """
     from model.training.evaluate import prepare_evaluation, score_model
-    from simulators.truth import PairTruth
 
-    snaps = out / SNAPS_NAME
-    truth = PairTruth(out / "dataset", out / "pairs", snaps, seed) if snaps.is_file() else None
     # truth, tuned baselines and their scores are made once for both models
-    fields = prepare_evaluation(out / "pairs", truth=truth)
+    fields = prepare_evaluation(out / "pairs", truth=demo_truth(out, seed))
     report = score_model(out / "model", fields, out / "evaluation")
     figures: dict[str, Any] = {
         **{k: round(v, 4) for k, v in report.mean.items()},

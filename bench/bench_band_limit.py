@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.demo import SNAPS_NAME
+from app.demo import demo_truth
 from deepscope.formats.pairs import load_pairset
 from model.inference.engine import Enhancer
 from model.store import load_model
@@ -39,7 +39,6 @@ from model.training.data import load_fields
 from model.training.infer import bicubic_upsample
 from model.training.metrics import bootstrap_mean, ssim_psnr
 from model.training.truth import match_to_target, truth_image
-from simulators.truth import PairTruth
 
 #: Reflected margin (px) around a field before the FFT, so that its edges do not ring.
 PAD_PX = 64
@@ -89,8 +88,9 @@ def main() -> int:
 
     pairs_dir = args.demo / "pairs"
     pairset = load_pairset(pairs_dir)
-    snaps = args.demo / SNAPS_NAME
-    truth = PairTruth(args.demo / "dataset", pairs_dir, snaps, args.seed)
+    truth = demo_truth(args.demo, args.seed)
+    if truth is None:
+        parser.error(f"{args.demo} has no simulator snaps log: not a 'deepscope demo' output")
     optics = optics_for_pairs(pairset)
     wavelengths = optics.channel_wavelengths(pairset.channels)
     cutoffs = tuple(2 * optics.effective_na / wl for wl in wavelengths)

@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.demo import SNAPS_NAME
+from app.demo import demo_truth
 from model.store import REFERENCE_MODEL_DIR
 from model.training.evaluate import evaluate_model, prepare_evaluation, score_model
-from simulators.truth import PairTruth
 
 
 def main() -> None:
@@ -27,7 +26,7 @@ def main() -> None:
     parser.add_argument("mode", choices=("twice", "once"))
     args = parser.parse_args()
     d = args.demo
-    truth = PairTruth(d / "dataset", d / "pairs", d / SNAPS_NAME, 0)
+    truth = demo_truth(d)
     models = [d / "model", REFERENCE_MODEL_DIR]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.demo import SNAPS_NAME
+from app.demo import demo_truth
 from model.inference.engine import Enhancer
 from model.store import load_model
 from model.training.evaluate import prepare_evaluation
 from model.training.metrics import ssim_psnr
-from simulators.truth import PairTruth
 
 #: (rotations by 90 degrees, mirror) of each ensemble size.
 TRANSFORMS = {
@@ -49,7 +48,7 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="model directory")
     args = parser.parse_args()
     d = args.demo
-    truth = PairTruth(d / "dataset", d / "pairs", d / SNAPS_NAME, 0)
+    truth = demo_truth(d)
     fields = prepare_evaluation(d / "pairs", regions=0, truth=truth)
     white = fields.pairset.max_value
     net, cfg = load_model(args.model, expect_scale=fields.pairset.scale)

@@ -35,7 +35,7 @@ if [ "${1:-}" = "--cpu-smoke" ]; then
     ARGS=(--device cpu --steps 2 --batch-size 2 --patch-size 24)
 else
     source bench/gpu_env.sh || exit 1
-    ARGS=(--device cuda --minutes "${MINUTES:-7}" --steps 1000000)
+    ARGS=(--device cuda --minutes "${MINUTES:-7}" --steps 1000000)  # the minutes bind
 fi
 "$PY" -m app.cli train "$PAIRS" --out "$OUT/model" --config bench/gpu_train.json \
     "${ARGS[@]}" --json >"$OUT/train.json"

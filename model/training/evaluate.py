@@ -315,9 +315,9 @@ def _prepare(
         shown, shown_scores = None, None
         if len(fields) < regions:
             shown = images["target"]
-            # against the truth, the images tuned on the targets have scores of their own
+            # against a reference with a tuning of its own, they have scores of their own
             shown_scores = {
-                ref: classical[ref] if ref == "target" else _scores(shown, image, white)
+                ref: classical[ref] if tuning[ref] == "target" else _scores(shown, image, white)
                 for ref, image in refs.items()
             }
         fields.append(EvalField(f.pair_id, lr, refs, classical, fit, shown, shown_scores))
